@@ -1,0 +1,128 @@
+"""``autoflow health``: is the service that writes to this outputs directory alive? (exit 0 or 1)
+
+The container's HEALTHCHECK runs it. The service proves it is alive with a heartbeat file,
+``$AUTOFLOW_OUTPUTS_DIR/.autoflow/heartbeat-<host>.json`` (see :mod:`autoflow.heartbeat`), one per
+host so that several AutoFlow processes can share an outputs directory. When this host has
+written none (yet), a running ``autoflow`` service process whose AUTOFLOW_OUTPUTS_DIR is this
+one counts as healthy instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from autoflow.cli.app import Application
+from autoflow.heartbeat import HEARTBEAT_INTERVAL, heartbeat_path
+
+HELP = "exit 0 if the service writing to the outputs directory is alive, else 1 (for container health checks)"
+#: a heartbeat older than this means the service is stuck (default of --max-age)
+DEFAULT_MAX_AGE = 4 * HEARTBEAT_INTERVAL
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("health", help=HELP, description=HELP)
+    parser.add_argument(
+        "--max-age", type=float, default=DEFAULT_MAX_AGE, metavar="SECONDS",
+        help=f"a heartbeat older than this is unhealthy (default: {DEFAULT_MAX_AGE:g})",
+    )  # fmt: skip
+
+
+def run(app: Application, args: argparse.Namespace) -> int:
+    if args.max_age <= 0:
+        app.abort("--max-age must be greater than 0", 2)
+    outputs = app.settings.outputs_dir
+    healthy, message = check(outputs, max_age=args.max_age)
+    print(f"{'healthy' if healthy else 'unhealthy'}: {message}")
+    return 0 if healthy else 1
+
+
+def check(outputs_dir: Path, *, max_age: float = DEFAULT_MAX_AGE, now: dt.datetime | None = None) -> tuple[bool, str]:
+    """(healthy, why) for the service of this host writing to ``outputs_dir``."""
+    path = heartbeat_path(outputs_dir)
+    if path.exists():
+        return _check_heartbeat(path, max_age, now or dt.datetime.now(dt.timezone.utc))
+    pid = find_service_process(outputs_dir)
+    if pid is None:
+        return False, f"no AutoFlow service is running for {outputs_dir} (and it has no heartbeat file {path})"
+    return True, f"the AutoFlow service (pid {pid}) is running for {outputs_dir}; no heartbeat written yet"
+
+
+def _check_heartbeat(path: Path, max_age: float, now: dt.datetime) -> tuple[bool, str]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        written = dt.datetime.fromisoformat(record["written_at"])
+        pid = int(record["pid"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return False, f"cannot read the heartbeat {path}: {exc}"
+    if written.tzinfo is None:
+        written = written.replace(tzinfo=dt.timezone.utc)
+    age = (now - written).total_seconds()
+    if not _alive(pid):
+        return False, f"the service (pid {pid}) that wrote {path} is not running"
+    if age > max_age:
+        return False, f"the last heartbeat in {path} is {age:.0f} s old (more than {max_age:g} s): the service is stuck"
+    state = record.get("state") or "running"
+    return True, f"heartbeat {max(age, 0):.0f} s ago from pid {pid} ({state})"
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        status: str = psutil.Process(pid).status()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return bool(status != psutil.STATUS_ZOMBIE)
+
+
+def service_arguments(cmdline: Sequence[str]) -> list[str] | None:
+    """The arguments after ``autoflow`` in ``cmdline`` (``python -m autoflow ...`` or the
+    ``autoflow`` script), or None if it is not an ``autoflow`` command line."""
+    for i, word in enumerate(cmdline[:-1]):
+        if word == "-m" and cmdline[i + 1] == "autoflow":
+            return list(cmdline[i + 2 :])
+    for i, word in enumerate(cmdline[:2]):
+        if os.path.basename(word) == "autoflow":
+            return list(cmdline[i + 1 :])
+    return None
+
+
+def is_service(arguments: Sequence[str]) -> bool:
+    """Whether ``autoflow ARGUMENTS`` runs the service (no command, or ``run``)."""
+    words = list(arguments)
+    while words:
+        word = words.pop(0)
+        if word == "--inputs":
+            words = words[1:]
+        elif word.startswith("-"):
+            continue
+        else:
+            return word == "run"
+    return True
+
+
+def find_service_process(outputs_dir: Path) -> int | None:
+    """The pid of a live ``autoflow`` service process of this user whose outputs are ``outputs_dir``."""
+    import psutil
+
+    wanted = Path(outputs_dir).resolve()
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        info: dict[str, Any] = process.info
+        arguments = service_arguments(info.get("cmdline") or [])
+        if info["pid"] == os.getpid() or arguments is None or not is_service(arguments):
+            continue
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            outputs = process.environ().get("AUTOFLOW_OUTPUTS_DIR")
+            if outputs and (Path(process.cwd()) / outputs).resolve() == wanted:
+                return int(info["pid"])
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return None

@@ -1,0 +1,49 @@
+"""``autoflow validate``: check workflows.yml and summarise it."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from autoflow.cli.app import Application
+from autoflow.spec.models import AutoFlowConfig
+from autoflow.spec.schedule import describe, next_tick
+
+HELP = "check workflows.yml and every file it names; print a summary (exit 2 listing every problem)"
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    commands.add_parser("validate", help=HELP, description=HELP)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def summary(config: AutoFlowConfig, now: dt.datetime) -> str:
+    """One paragraph: workflows, notebooks, reports, sensor entries, schedule and next tick."""
+    parts = []
+    for wf in config.workflows.values():
+        reports = sum(1 for nb in wf.notebooks.values() if nb.output is not None)
+        extra = f", {_plural(reports, 'PDF report')}" if reports else ""
+        parts.append(f"'{wf.name}' ({_plural(len(wf.notebooks), 'notebook')}{extra})")
+    sensor = config.sensor
+    schedule = describe(sensor.schedule)
+    if sensor.schedule is not None:
+        schedule += f"; next tick {next_tick(sensor.schedule, now):%Y-%m-%d %H:%M} UTC"
+    if sensor.source.type == "directory":
+        source = f"files matching '{sensor.source.pattern}'"
+    else:
+        types = ", ".join(sensor.cdr_types) if sensor.cdr_types else "all CDR types"
+        source = f"FlowAPI ({types})"
+    return (
+        f"OK: {_plural(len(config.workflows), 'workflow')}: {', '.join(parts)}. "
+        f"The sensor has {_plural(len(sensor.workflows), 'entry')} and checks {source} "
+        f"{schedule}."
+    ).replace("entrys", "entries")
+
+
+def run(app: Application, args: argparse.Namespace) -> int:
+    config = app.load_config()
+    print(summary(config, dt.datetime.now(dt.timezone.utc)))
+    return 0

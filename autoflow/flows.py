@@ -1,0 +1,346 @@
+"""The Prefect flow for one workflow run: notebooks in dependency order, then PDF reports.
+
+``workflow_run`` is a module-level flow whose parameters are plain JSON; it loads its spec from
+the inputs directory and records its outcome through the run store itself, so running it as a
+deployment on a Prefect worker instead of in AutoFlow's process changes where it runs, nothing
+else. Each notebook and each report is a Prefect task; independent notebooks run concurrently
+(up to ``AUTOFLOW_MAX_PARALLEL_NOTEBOOKS``); a failed notebook stops only what depends on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.context import get_run_context
+from prefect.futures import PrefectFuture
+from prefect.states import Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from autoflow import __version__
+from autoflow.errors import AutoFlowError, NotebookExecutionError, ReportError, RunStoreError
+from autoflow.notebooks import DEFAULT_MAX_OUTPUT_BYTES, build_parameters, execute_notebook, output_stem
+from autoflow.parameters import from_typed_json, to_json_safe
+from autoflow.reports import export_pdf
+from autoflow.settings import Settings
+from autoflow.spec.models import AutoFlowConfig, NotebookSpec, WorkflowSpec
+from autoflow.store import RunStore
+
+log = logging.getLogger(__name__)
+
+#: seconds between a failed notebook attempt and its retry
+RETRY_DELAY_SECONDS = 2.0
+
+
+@dataclass
+class RunOutcome:
+    """What a workflow run produced. ``error`` is None on success."""
+
+    notebooks: list[str] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)
+    error: str | None = None
+    duration: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        return self.error is None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"notebooks": self.notebooks, "reports": self.reports, "error": self.error, "duration": self.duration}
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything one workflow run needs, as values (the flow's parameters, typed)."""
+
+    workflow: str
+    parameters: Mapping[str, Any]
+    reference_date: dt.date
+    date_ranges: tuple[tuple[dt.date, dt.date], ...]
+    attempt_id: int | None = None
+
+    def flow_parameters(self) -> dict[str, Any]:
+        """Plain-JSON parameters for :func:`workflow_run`."""
+        from autoflow.parameters import to_typed_json
+
+        return {
+            "workflow": self.workflow,
+            "parameters": to_typed_json(dict(self.parameters)),
+            "reference_date": self.reference_date.isoformat(),
+            "date_ranges": [[a.isoformat(), b.isoformat()] for a, b in self.date_ranges],
+            "attempt_id": self.attempt_id,
+        }
+
+
+# -- tasks ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A notebook or report that failed: the message and any executed copy it left."""
+
+    message: str
+    output: str | None = None
+
+
+def _failed(message: str, output: str | None = None) -> State:
+    # A returned Failed state marks the task failed in Prefect without a traceback on the console.
+    return Failed(message=message, data=TaskFailure(message, output))
+
+
+@task(name="notebook", task_run_name="{label}", persist_result=False)
+def notebook_task(
+    label: str,
+    notebook: NotebookSpec,
+    parameters: dict[str, Any],
+    notebooks_dir: Path,
+    stem_args: dict[str, Any],
+    metadata: dict[str, Any],
+    max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
+) -> str | State:
+    """Execute one notebook, with ``notebook.retries`` extra attempts; each attempt keeps its own copy."""
+    attempts = notebook.retries + 1
+    for attempt in range(1, attempts + 1):
+        started = dt.datetime.now(dt.timezone.utc)
+        output = notebooks_dir / f"{output_stem(notebook.filename, started_at=started, **stem_args)}.ipynb"
+        log.info("notebook %s: running %s -> %s", label, notebook.filename, output)
+        try:
+            execute_notebook(notebook.path, output, parameters, timeout=notebook.timeout, metadata=metadata, max_output_bytes=max_output_bytes)
+        except NotebookExecutionError as exc:
+            kept = str(exc.output_path) if exc.output_path else None
+            if attempt < attempts:
+                log.warning("notebook %s: attempt %d of %d failed, retrying in %.0f s: %s", label, attempt, attempts, RETRY_DELAY_SECONDS, exc)
+                time.sleep(RETRY_DELAY_SECONDS)
+                continue
+            log.error("notebook %s: %s", label, exc)
+            return _failed(str(exc), kept)
+        log.info("notebook %s: done in %.1f s", label, (dt.datetime.now(dt.timezone.utc) - started).total_seconds())
+        return str(output)
+    raise AssertionError("unreachable")
+
+
+@task(name="report", task_run_name="report-{label}", persist_result=False)
+def report_task(label: str, executed: str, reports_dir: Path, template: Path | None, title: str | None) -> str | State:
+    """Turn an executed notebook into ``reports/<same stem>.pdf`` (titled by its first heading unless ``title``)."""
+    pdf = reports_dir / (Path(executed).stem + ".pdf")
+    log.info("report %s: converting %s -> %s", label, Path(executed).name, pdf)
+    try:
+        export_pdf(Path(executed), pdf, template=template, title=title)
+    except ReportError as exc:
+        log.error("report %s: %s", label, exc)
+        return _failed(f"report {label}: {exc}")
+    return str(pdf)
+
+
+# -- the flow ---------------------------------------------------------------------------------
+
+
+def _flow_run_name() -> str:
+    params = get_run_context().flow_run.parameters  # type: ignore[union-attr]
+    return f"{params['workflow']}-{params['reference_date']}"
+
+
+_cache_lock = threading.Lock()
+#: (inputs dir, workflows.yml mtime and size) -> config; the service's own load is reused
+_configs: dict[tuple[str, int, int], AutoFlowConfig] = {}
+#: database URL -> run store; one engine (and connection pool) per process
+_stores: dict[str, RunStore] = {}
+
+
+def _config_key(inputs_dir: Path) -> tuple[str, int, int]:
+    from autoflow.spec.loader import CONFIG_FILENAME
+
+    stat = (inputs_dir / CONFIG_FILENAME).stat()
+    return (str(inputs_dir), stat.st_mtime_ns, stat.st_size)
+
+
+def remember_config(config: AutoFlowConfig) -> None:
+    """Let workflow runs in this process reuse ``config`` while workflows.yml is unchanged."""
+    with _cache_lock:
+        _configs[_config_key(config.inputs_dir)] = config
+
+
+def _config(inputs_dir: Path) -> AutoFlowConfig:
+    from autoflow.spec.loader import load_config
+
+    key = _config_key(inputs_dir)
+    with _cache_lock:
+        config = _configs.get(key)
+    if config is None:
+        config = load_config(inputs_dir)
+        with _cache_lock:
+            _configs[key] = config
+    return config
+
+
+def close_stores() -> None:
+    """Close the run stores workflow runs opened in this process (SQLite then folds its
+    write-ahead log back into the database file and removes the -wal/-shm files)."""
+    with _cache_lock:
+        stores = list(_stores.values())
+        _stores.clear()
+    for store in stores:
+        store.close()
+
+
+def _store(settings: Settings) -> RunStore:
+    with _cache_lock:
+        store = _stores.get(settings.db_url)
+        if store is None:
+            store = _stores[settings.db_url] = RunStore(
+                settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked
+            )
+        return store
+
+
+def _settings(inputs_dir: str | None, outputs_dir: str | None) -> Settings:
+    settings = Settings.from_env()
+    overrides = {k: v for k, v in (("inputs_dir_raw", inputs_dir), ("outputs_dir_raw", outputs_dir)) if v}
+    return Settings(**{**settings.__dict__, **overrides}) if overrides else settings
+
+
+@flow(name="workflow-run", flow_run_name=_flow_run_name, persist_result=False, validate_parameters=False, log_prints=False)
+def workflow_run(
+    workflow: str,
+    parameters: dict[str, Any],
+    reference_date: str,
+    date_ranges: list[list[str]],
+    attempt_id: int | None = None,
+    inputs_dir: str | None = None,
+    outputs_dir: str | None = None,
+) -> dict[str, Any]:
+    """Run ``workflow`` once for ``reference_date``; returns :meth:`RunOutcome.as_json`.
+
+    ``parameters`` are in typed JSON form (:func:`autoflow.parameters.to_typed_json`). The flow
+    run fails (in Prefect) when any notebook or report fails; the outcome still lists every
+    output written, and the run store (when ``attempt_id`` is given) is updated either way.
+    """
+    settings = _settings(inputs_dir, outputs_dir)
+    request = RunRequest(
+        workflow=workflow,
+        parameters=from_typed_json(parameters),
+        reference_date=dt.date.fromisoformat(reference_date),
+        date_ranges=tuple((dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in date_ranges),
+        attempt_id=attempt_id,
+    )
+    store = _store(settings) if attempt_id is not None else None
+    if store is not None and attempt_id is not None:
+        try:
+            store.set_flow_run_id(attempt_id, str(get_run_context().flow_run.id))  # type: ignore[union-attr]
+        except RunStoreError as exc:  # only a cross-reference: the run goes on, and its end is retried
+            log.warning("could not record the Prefect flow run of run attempt %d: %s", attempt_id, exc)
+    try:
+        spec = _config(settings.inputs_dir).workflows.get(workflow)
+    except AutoFlowError as exc:
+        outcome = RunOutcome(error=f"cannot load workflows.yml: {exc}")
+    else:
+        if spec is None:
+            outcome = RunOutcome(error=f"workflow '{workflow}' is no longer defined in workflows.yml")
+        else:
+            outcome = execute_workflow(spec, request, settings)
+    if store is not None and attempt_id is not None:
+        store.finish(
+            attempt_id, success=outcome.success, error=outcome.error, notebooks=outcome.notebooks, reports=outcome.reports,
+            retry_for=settings.run_lease_seconds,
+        )  # fmt: skip
+    if not outcome.success:
+        return Failed(message=outcome.error, data=outcome.as_json())  # type: ignore[return-value]
+    return Completed(data=outcome.as_json())  # type: ignore[return-value]
+
+
+def execute_workflow(workflow: WorkflowSpec, request: RunRequest, settings: Settings) -> RunOutcome:
+    """Schedule the notebook and report tasks of one run and wait for them all."""
+    started = time.monotonic()
+    notebooks_dir, reports_dir = settings.notebooks_dir, settings.reports_dir
+    notebooks_dir.mkdir(parents=True, exist_ok=True)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    context = get_run_context()
+    flow_run_id = str(context.flow_run.id) if getattr(context, "flow_run", None) else None  # type: ignore[union-attr]
+    metadata = {
+        "workflow": workflow.name,
+        "parameters": to_json_safe(dict(request.parameters)),
+        "reference_date": request.reference_date.isoformat(),
+        "date_ranges": [[a.isoformat(), b.isoformat()] for a, b in request.date_ranges],
+        "attempt_id": request.attempt_id,
+        "prefect_flow_run_id": flow_run_id,
+        "autoflow_version": __version__,
+    }
+    stem_args = {"workflow": workflow.name, "reference_date": request.reference_date, "parameters": request.parameters}
+    order = workflow.execution_order()
+    waiting = {label: set(workflow.dependencies(label)) for label in order}
+    done: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    report_errors: list[str] = []
+    outcome = RunOutcome()
+    finished: queue.Queue[tuple[str, str, PrefectFuture[str]]] = queue.Queue()
+    running = 0
+
+    def submit(kind: str, label: str, future: PrefectFuture[str]) -> None:
+        future.add_done_callback(lambda f: finished.put((kind, label, f)))
+
+    while waiting or running:
+        for label in [lb for lb in order if lb in waiting]:
+            deps = waiting[label]
+            blocked = [d for d in deps if d in failed]
+            if blocked:
+                del waiting[label]
+                failed[label] = f"notebook {label} was not run because {', '.join(sorted(blocked))} failed"
+                log.info("%s", failed[label])
+            elif deps <= done.keys():
+                del waiting[label]
+                nb = workflow.notebooks[label]
+                params = build_parameters(
+                    nb,
+                    workflow_parameters=request.parameters,
+                    reference_date=request.reference_date,
+                    date_ranges=request.date_ranges,
+                    flowapi_url=settings.flowapi_url,
+                    upstream_paths={d: Path(done[d]) for d in deps},
+                )
+                task = notebook_task.submit(label, nb, params, notebooks_dir, stem_args, {**metadata, "notebook": label}, settings.max_output_bytes)
+                submit("notebook", label, task)
+                running += 1
+        if not running:
+            break
+        kind, label, future = finished.get()
+        running -= 1
+        future.wait()  # the done callback can fire before Prefect has the final state
+        state = future.state
+        value = state.result(raise_on_failure=False) if state.is_completed() or state.is_failed() else None
+        if not state.is_completed():
+            failure = value if isinstance(value, TaskFailure) else TaskFailure(f"{kind} {label} crashed: {state.message}")
+            if kind == "notebook":
+                failed[label] = failure.message
+            else:
+                report_errors.append(failure.message)
+            if failure.output:
+                outcome.notebooks.append(failure.output)
+            continue
+        if kind == "report":
+            outcome.reports.append(str(value))
+            continue
+        done[label] = str(value)
+        outcome.notebooks.append(str(value))
+        output = workflow.notebooks[label].output
+        if output is not None:
+            submit("report", label, report_task.submit(label, str(value), reports_dir, output.template, None))
+            running += 1
+    errors = [failed[label] for label in order if label in failed] + report_errors
+    if errors:
+        more = len(errors) - 1
+        outcome.error = errors[0] + (f" (and {more} more failure{'s' if more > 1 else ''})" if more else "")
+    outcome.duration = time.monotonic() - started
+    return outcome
+
+
+def workflow_run_with_runner(max_parallel_notebooks: int) -> Any:
+    """:func:`workflow_run` with a thread pool sized for this machine."""
+    return workflow_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max_parallel_notebooks))

@@ -1,0 +1,149 @@
+"""The available-dates sensor: one tick asks the date source, plans, and launches the due runs.
+
+Each tick is a Prefect flow run named "available-dates-sensor"; the workflow runs it launches
+run concurrently (up to ``AUTOFLOW_MAX_PARALLEL_RUNS``) and show under it in the Prefect UI.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from prefect import flow
+
+from autoflow.errors import AutoFlowError
+from autoflow.planning import Plan
+from autoflow.scan import current_plan
+from autoflow.runs import Launcher, LaunchResult, detached_from_flow_run, run_in_worker_thread
+from autoflow.settings import Settings
+from autoflow.sources import DateSource, make_source
+from autoflow.spec.models import AutoFlowConfig
+from autoflow.store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TickResult:
+    """How one tick went. ``error`` is set when the tick itself failed (source or database)."""
+
+    due: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    not_claimed: int = 0
+    not_started: int = 0
+    error: str | None = None
+    results: list[LaunchResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.failed == 0
+
+
+class Sensor:
+    """Everything a tick needs, built once per service process."""
+
+    def __init__(self, config: AutoFlowConfig, settings: Settings, store: RunStore, *, source: DateSource | None = None) -> None:
+        self.config = config
+        self.settings = settings
+        self.store = store
+        self.source = source or make_source(
+            config.sensor.source, settings=settings, inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types
+        )
+        self.launcher = Launcher(store, settings)
+        #: set to stop claiming new runs (SIGTERM); runs already started go on
+        self.stopping = threading.Event()
+
+    def close(self) -> None:
+        self.launcher.close()
+
+    def plan(self) -> Plan:
+        """Ask the source and the run history what is due now (reads only)."""
+        return current_plan(self.config, self.settings, self.store, self.source, detail=log.isEnabledFor(logging.DEBUG))
+
+    def tick(self) -> TickResult:
+        """One tick: expire abandoned runs, plan, and launch every due run."""
+        result = TickResult()
+        log.info("tick: asking %s for available dates", self.source.describe())
+        try:
+            self.store.expire_abandoned()
+            current = self.plan()
+        except AutoFlowError as exc:
+            result.error = str(exc)
+            log.error("tick failed: %s", exc)
+            return result
+        _log_plan(current)
+        result.due = len(current.due)
+        if not current.due:
+            return result
+        launch = detached_from_flow_run(self.launcher.launch)
+        with ThreadPoolExecutor(max_workers=self.settings.max_parallel_runs, thread_name_prefix="autoflow-run") as pool:
+            futures = [pool.submit(launch, run, should_start=lambda: not self.stopping.is_set()) for run in current.due]
+            for future in futures:
+                try:
+                    launched = future.result()
+                except AutoFlowError as exc:  # e.g. the database went away while claiming
+                    log.error("could not launch a run: %s", exc)
+                    result.error = result.error or str(exc)
+                    continue
+                result.results.append(launched)
+                if launched.outcome is None:
+                    if self.stopping.is_set():
+                        result.not_started += 1
+                    else:
+                        result.not_claimed += 1
+                elif launched.outcome.success:
+                    result.succeeded += 1
+                else:
+                    result.failed += 1
+        log.info(
+            "tick done: %d due, %d succeeded, %d failed, %d taken by another AutoFlow process%s",
+            result.due, result.succeeded, result.failed, result.not_claimed,
+            f", {result.not_started} not started (stopping)" if result.not_started else "",
+        )  # fmt: skip
+        return result
+
+
+def _log_plan(current: Plan) -> None:
+    for run in current.due:
+        log.info("due: %s for %s (%s)", run.workflow, run.reference_date.isoformat(), run.reason)
+    for skip in current.skipped:  # only planned in detail at DEBUG
+        log.debug("skipped: %s for %s (%s)", skip.workflow, skip.reference_date.isoformat(), skip.reason)
+    if current.skip_counts:
+        summary = ", ".join(f"{n} {kind}" for kind, n in current.skips_by_kind().most_common())
+        log.info("skipped %d candidate run(s): %s", current.skipped_total, summary)
+
+
+#: the sensor a tick flow run works for, and where it puts its result (flow parameters must be JSON)
+_tick_job: contextvars.ContextVar[tuple[Sensor, list[TickResult]]] = contextvars.ContextVar("autoflow_tick_job")
+
+
+@flow(name="available-dates-sensor", persist_result=False, log_prints=False)
+def _sensor_tick_flow() -> dict[str, int]:
+    sensor, results = _tick_job.get()
+    result = sensor.tick()
+    results.append(result)
+    return {"due": result.due, "succeeded": result.succeeded, "failed": result.failed}
+
+
+def run_tick(sensor: Sensor) -> TickResult:
+    """Run one tick as a Prefect flow run (in a worker thread) and return its result."""
+    results: list[TickResult] = []
+
+    def body() -> object:
+        token = _tick_job.set((sensor, results))
+        try:
+            return _sensor_tick_flow(return_state=True)
+        finally:
+            _tick_job.reset(token)
+
+    try:
+        state = run_in_worker_thread(body, "autoflow-tick")
+    except Exception as exc:  # Prefect itself failed (e.g. its API went away)
+        return TickResult(error=f"the sensor tick crashed: {type(exc).__name__}: {exc}")
+    if results:
+        return results[0]
+    return TickResult(error=f"the sensor tick crashed: {getattr(state, 'message', state)}")

@@ -1,0 +1,143 @@
+"""The long-running service: the sensor on its cron schedule, stopping cleanly on SIGTERM/SIGINT.
+
+Import this module only after :func:`autoflow.prefect_env.configure_environment`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+
+from autoflow.flows import close_stores, remember_config
+from autoflow.heartbeat import HeartbeatWriter
+from autoflow.prefect_env import prefect_api
+from autoflow.sensor import Sensor, TickResult, run_tick
+from autoflow.settings import Settings
+from autoflow.spec.models import AutoFlowConfig
+from autoflow.spec.schedule import describe, next_tick
+from autoflow.store import RunStore
+from autoflow.testhooks import TICK_VARIABLE, tick_seconds
+
+log = logging.getLogger(__name__)
+
+
+def prepare_outputs(settings: Settings) -> None:
+    """Create notebooks/, reports/ and logs/ in the outputs directory."""
+    for path in (settings.notebooks_dir, settings.reports_dir, settings.outputs_dir / "logs"):
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def needs_reports(config: AutoFlowConfig) -> bool:
+    return any(nb.output is not None for wf in config.workflows.values() for nb in wf.notebooks.values())
+
+
+class Service:
+    """Runs ticks until stopped; one tick and out when the schedule is null."""
+
+    def __init__(self, config: AutoFlowConfig, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.stop_requested = threading.Event()
+        self.sensor: Sensor | None = None
+        self.heartbeat: HeartbeatWriter | None = None
+
+    def run(self) -> int:
+        """Exit status: 0 when every run succeeded (or nothing was due, or stopped by a signal), else 1."""
+        settings = self.settings
+        prepare_outputs(settings)
+        if needs_reports(self.config):
+            from autoflow.reports import check_report_tools
+
+            check_report_tools()
+        with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked) as store:
+            store.upgrade()
+            log.info("run history: %s", settings.db_url_masked)
+            with prefect_api(settings.outputs_dir / "logs", settings.log_level) as api_url:
+                log.info("Prefect API: %s", api_url)
+                remember_config(self.config)
+                self.sensor = Sensor(self.config, settings, store)
+                self._install_signal_handlers()
+                self.heartbeat = HeartbeatWriter(settings.outputs_dir).start()
+                try:
+                    return self._loop(self.sensor)
+                finally:
+                    self.heartbeat.stop()
+                    self.sensor.close()
+                    close_stores()
+
+    def _loop(self, sensor: Sensor) -> int:
+        schedule = self.config.sensor.schedule
+        if schedule is None:
+            self._beat("ticking")
+            result = run_tick(sensor)
+            return self._exit_status(result)
+        every = tick_seconds()
+        log.info("schedule: %s", describe(schedule) if every is None else f"every {every:g} s ({TICK_VARIABLE}, for tests)")
+        while not self.stop_requested.is_set():
+            now = dt.datetime.now(dt.timezone.utc)
+            when = next_tick(schedule, now) if every is None else now + dt.timedelta(seconds=every)
+            log.info("next tick at %s UTC", when.strftime("%Y-%m-%d %H:%M:%S"))
+            self._beat("waiting", when)
+            if self.stop_requested.wait(timeout=max((when - now).total_seconds(), 0)):
+                break
+            self._beat("ticking")
+            run_tick(sensor)
+        log.info("stopped")
+        return 0
+
+    def _beat(self, state: str, next_tick: dt.datetime | None = None) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.update(state, next_tick)
+
+    def _exit_status(self, result: TickResult) -> int:
+        if self.stop_requested.is_set():
+            return 0
+        if result.error:
+            from autoflow.cli.app import Application
+
+            Application().error(result.error)
+            return 1
+        return 0 if result.ok else 1
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.stop_requested.is_set():
+            log.warning("%s again: stopping now", name)
+            self._interrupt_and_exit(name)
+        self.stop_requested.set()
+        if self.sensor is not None:
+            self.sensor.stopping.set()
+        grace = self.settings.stop_grace_seconds
+        log.info("%s received: starting no new runs; waiting up to %.0f s for running ones to finish", name, grace)
+        threading.Thread(target=self._after_grace, args=(name, grace), name="autoflow-stop", daemon=True).start()
+
+    def _after_grace(self, name: str, grace: float) -> None:
+        deadline = threading.Event()
+        deadline.wait(grace)
+        self._interrupt_and_exit(name)
+
+    def _interrupt_and_exit(self, name: str) -> None:
+        sensor = self.sensor
+        active = sensor.launcher.heartbeat.active if sensor is not None else set()
+        if active and sensor is not None:
+            try:
+                sensor.store.interrupt(active, f"interrupted: AutoFlow was stopped ({name}) before the run finished")
+                log.warning("marked %d unfinished run(s) failed (interrupted); they run again on the next tick", len(active))
+            except Exception as exc:  # the lease will expire them instead
+                log.error("could not mark unfinished runs as interrupted: %s", exc)
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        logging.shutdown()
+        os._exit(0)  # kernels and the temporary Prefect server end with this process

@@ -1,0 +1,1 @@
+"""workflows.yml → frozen models (:mod:`.models`); :func:`load_config` checks every rule."""

@@ -1,0 +1,609 @@
+"""workflows.yml → :class:`~autoflow.spec.models.AutoFlowConfig`, checking every rule at once.
+
+Every problem is collected (not just the first) and raised together as one
+:class:`~autoflow.errors.ConfigError`, each with ``workflows.yml:LINE:COL``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from autoflow.date_stencil import DateStencil
+from autoflow.errors import ConfigError, Position, Problem
+from autoflow.parameters import canonical_json
+from autoflow.spec.models import (
+    AUTOMATIC_PARAMETERS,
+    CDR_TYPES,
+    OUTPUT_FORMATS,
+    AutoFlowConfig,
+    NotebookSpec,
+    OutputSpec,
+    SensorEntry,
+    SensorSpec,
+    SourceSpec,
+    WorkflowSpec,
+    frozen_map,
+)
+from autoflow.spec.schedule import cron_problem
+from autoflow.spec.yamlfile import MAX_FILE_BYTES, Node, YAMLFileError, check_size, parse, to_plain, type_name
+
+CONFIG_FILENAME = "workflows.yml"
+SOURCE_TYPES = ("flowapi", "directory")
+
+# key -> required?  (keys are checked in this order)
+TOP_KEYS = {"workflows": True, "available_dates_sensor": True}
+WORKFLOW_KEYS = {"name": True, "notebooks": True}
+NOTEBOOK_KEYS = {"filename": True, "parameters": False, "output": False, "timeout": False, "retries": False}
+OUTPUT_KEYS = {"format": True, "template": False}
+SENSOR_KEYS = {"schedule": True, "cdr_types": False, "workflows": True, "source": False}
+ENTRY_KEYS = {"workflow_name": True, "parameters": False, "earliest_date": False, "date_stencil": False}
+SOURCE_KEYS = {"type": True, "pattern": False}
+
+
+def _quote_list(names: Any) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
+def _did_you_mean(word: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Checker:
+    """Collects problems while the models are built."""
+
+    def __init__(self, inputs_dir: Path) -> None:
+        self.inputs_dir = inputs_dir
+        self.real_inputs_dir = inputs_dir.resolve()
+        self.problems: list[Problem] = []
+        #: workflows that are defined but invalid: sensor entries naming them aren't checked further
+        self.broken_workflows: set[str] = set()
+
+    def add(self, pos: Position, message: str) -> None:
+        self.problems.append(Problem(pos, message))
+
+    # -- structure -------------------------------------------------------------------------
+
+    def mapping(self, node: Node, what: str, keys: dict[str, bool]) -> bool:
+        """Check ``node`` is a mapping with only ``keys`` and all required ones present."""
+        if not node.is_mapping:
+            self.add(node.pos, f"{what} must be a mapping with keys {_quote_list(keys)}, not {type_name(node.value)}")
+            return False
+        for key in node.value:
+            if not isinstance(key, str) or key not in keys:
+                hint = _did_you_mean(key, keys)
+                self.add(
+                    node.key_pos(key),
+                    f"unknown key '{key}' in {what}{hint}; allowed keys are {_quote_list(keys)}",
+                )
+        for key, required in keys.items():
+            if required and key not in node.value:
+                self.add(node.pos, f"{what} is missing the required key '{key}'")
+        return True
+
+    def string(self, parent: Node, key: str, what: str) -> str | None:
+        node = parent.child(key)
+        if not isinstance(node.value, str) or not node.value.strip():
+            self.add(node.pos, f"{what} must be a non-empty string, not {type_name(node.value)}")
+            return None
+        return str(node.value)
+
+    def plain(self, node: Node, what: str) -> Any:
+        """``node.value`` as plain Python, or a problem and None."""
+        try:
+            return to_plain(node.value)
+        except TypeError as exc:
+            self.add(node.pos, f"{what} is {exc}; use a string, number, boolean, date, list or mapping")
+        except ValueError as exc:
+            self.add(node.pos, f"{what} {exc}")
+        return None
+
+    # -- files -----------------------------------------------------------------------------
+
+    def input_file(self, node: Node, what: str, suffixes: tuple[str, ...]) -> Path | None:
+        """Resolve a filename that must name a file inside the inputs directory."""
+        if not isinstance(node.value, str) or not node.value.strip():
+            self.add(node.pos, f"{what} must be a file name (a string), not {type_name(node.value)}")
+            return None
+        name = str(node.value)
+        if os.path.isabs(name):
+            self.add(node.pos, f"{what} '{name}' is an absolute path; give a path relative to the inputs directory")
+            return None
+        path = self.inputs_dir / name
+        real = path.resolve()
+        if not real.is_relative_to(self.real_inputs_dir):
+            self.add(
+                node.pos,
+                f"{what} '{name}' lies outside the inputs directory {self.inputs_dir}; "
+                "copy the file into it (links pointing out are not followed)",
+            )
+            return None
+        if suffixes and path.suffix.lower() not in suffixes:
+            self.add(node.pos, f"{what} '{name}' must end in {' or '.join(suffixes)}")
+            return None
+        if not real.is_file():
+            hint = ""
+            if real.parent.is_dir():
+                names = [p.name for p in real.parent.iterdir() if p.suffix.lower() in suffixes or not suffixes]
+                hint = _did_you_mean(real.name, names)
+            self.add(node.pos, f"{what} '{name}' does not exist in the inputs directory {self.inputs_dir}{hint}")
+            return None
+        return real
+
+    def notebook_file(self, node: Node, label: str) -> Path | None:
+        path = self.input_file(node, f"notebook '{label}' filename", (".ipynb",))
+        if path is None:
+            return None
+        try:
+            content = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "it is not valid JSON"
+            self.add(node.pos, f"notebook '{label}' file '{node.value}' cannot be read as a notebook: {reason}")
+            return None
+        if (
+            not isinstance(content, dict)
+            or not isinstance(content.get("cells"), list)
+            or not isinstance(content.get("nbformat"), int)
+            or content["nbformat"] < 4
+        ):
+            self.add(
+                node.pos,
+                f"notebook '{label}' file '{node.value}' is not a Jupyter notebook (nbformat 4 with a list of cells); "
+                "save it from Jupyter",
+            )
+            return None
+        return path
+
+
+def load_config(inputs_dir: Path, *, display_name: str | None = None) -> AutoFlowConfig:
+    """Read and validate ``inputs_dir/workflows.yml``; raise ConfigError listing every problem."""
+    path = inputs_dir / CONFIG_FILENAME
+    file = display_name or str(path)
+    try:
+        with path.open("rb") as handle:
+            check_size(os.fstat(handle.fileno()).st_size, file)  # before reading: it could be huge
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except YAMLFileError as exc:
+        raise ConfigError([exc.problem]) from None
+    except FileNotFoundError:
+        if not inputs_dir.is_dir():
+            message = f"the inputs directory {inputs_dir} does not exist; set AUTOFLOW_INPUTS_DIR to the folder holding {CONFIG_FILENAME}"
+        else:
+            message = f"there is no {CONFIG_FILENAME} in {inputs_dir}; create one (see the README's workflows.yml reference)"
+        raise ConfigError([Problem(Position(file, 1, 1), message)]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(Position(file, 1, 1), f"cannot read {CONFIG_FILENAME}: {exc.strerror}")]) from None
+    return load_config_text(data, inputs_dir=inputs_dir, file=file)
+
+
+def load_config_text(data: bytes, *, inputs_dir: Path, file: str = CONFIG_FILENAME) -> AutoFlowConfig:
+    """Validate YAML ``data`` as a workflows.yml whose files live in ``inputs_dir``."""
+    try:
+        root = parse(data, file)
+    except YAMLFileError as exc:
+        raise ConfigError([exc.problem]) from None
+    if root is None:
+        raise ConfigError(
+            [Problem(Position(file, 1, 1), f"{CONFIG_FILENAME} is empty; it needs 'workflows' and 'available_dates_sensor'")]
+        )
+    check = _Checker(inputs_dir)
+    workflows: dict[str, WorkflowSpec] = {}
+    sensor: SensorSpec | None = None
+    if check.mapping(root, CONFIG_FILENAME, TOP_KEYS):
+        if "workflows" in root.value:
+            workflows = _workflows(check, root.child("workflows"))
+        if "available_dates_sensor" in root.value:
+            sensor = _sensor(check, root.child("available_dates_sensor"), workflows)
+    if check.problems or sensor is None:
+        raise ConfigError(check.problems)
+    return AutoFlowConfig(inputs_dir=inputs_dir, workflows=frozen_map(workflows), sensor=sensor)
+
+
+# -- workflows --------------------------------------------------------------------------------
+
+
+def _workflows(check: _Checker, node: Node) -> dict[str, WorkflowSpec]:
+    """Valid workflows by name; the names of invalid ones go to ``check.broken_workflows``."""
+    if not node.is_sequence or len(node.value) == 0:
+        check.add(node.pos, f"'workflows' must be a non-empty list of workflows (each with 'name' and 'notebooks'), not {type_name(node.value)}")
+        return {}
+    workflows: dict[str, WorkflowSpec] = {}
+    first_seen: dict[str, Position] = {}
+    for item in node.elements():
+        if not check.mapping(item, "a workflow", WORKFLOW_KEYS):
+            continue
+        name = check.string(item, "name", "workflow 'name'") if "name" in item.value else None
+        usable = name is not None
+        if name is not None and name in first_seen:
+            seen = first_seen[name]
+            check.add(item.child("name").pos, f"duplicate workflow name '{name}' (first defined at line {seen.line}); workflow names must be unique")
+            usable = False
+        elif name is not None:
+            first_seen[name] = item.child("name").pos
+        if "notebooks" not in item.value:
+            continue
+        notebooks = _notebooks(check, item.child("notebooks"), name or "?")
+        if usable and name is not None and notebooks is not None:
+            workflows[name] = WorkflowSpec(name=name, notebooks=frozen_map(notebooks), position=item.pos)
+        elif name is not None:
+            check.broken_workflows.add(name)
+    return workflows
+
+
+def _notebooks(check: _Checker, node: Node, workflow: str) -> dict[str, NotebookSpec] | None:
+    what = f"'notebooks' of workflow '{workflow}'"
+    if not node.is_mapping or len(node.value) == 0:
+        check.add(node.pos, f"{what} must be a non-empty mapping from labels to notebooks, not {type_name(node.value)}")
+        return None
+    labels = [str(k) for k in node.value]
+    notebooks: dict[str, NotebookSpec] = {}
+    ok = True
+    for label, item in node.items():
+        if not isinstance(label, str) or not label:
+            check.add(node.key_pos(label), f"notebook label {label!r} must be a non-empty string")
+            ok = False
+            continue
+        if label in AUTOMATIC_PARAMETERS:
+            check.add(
+                node.key_pos(label),
+                f"notebook label '{label}' clashes with the automatic parameter '{label}'; rename the notebook "
+                f"(labels must differ from {_quote_list(AUTOMATIC_PARAMETERS)})",
+            )
+            ok = False
+        spec = _notebook(check, item, label, workflow, labels)
+        if spec is None:
+            ok = False
+        else:
+            notebooks[label] = spec
+    if not _dependencies_ok(check, node, workflow):
+        ok = False
+    return notebooks if ok else None
+
+
+def _notebook(check: _Checker, node: Node, label: str, workflow: str, labels: list[str]) -> NotebookSpec | None:
+    what = f"notebook '{label}' of workflow '{workflow}'"
+    if not check.mapping(node, what, NOTEBOOK_KEYS):
+        return None
+    before = len(check.problems)
+    path = check.notebook_file(node.child("filename"), label) if "filename" in node.value else None
+    parameters: dict[str, str] = {}
+    positions: dict[str, Position] = {}
+    if "parameters" in node.value:
+        params = node.child("parameters")
+        if params.value is None:
+            pass
+        elif not params.is_mapping:
+            check.add(params.pos, f"'parameters' of {what} must be a mapping from notebook parameter names to values, not {type_name(params.value)}")
+        else:
+            for name, value in params.items():
+                if not isinstance(name, str) or not name.isidentifier():
+                    check.add(params.key_pos(name), f"notebook parameter name {name!r} in {what} is not a valid Python variable name")
+                elif not isinstance(value.value, str) or not value.value:
+                    check.add(
+                        value.pos,
+                        f"parameter '{name}' of {what} must name a workflow parameter, another notebook's label or an "
+                        f"automatic parameter ({_quote_list(AUTOMATIC_PARAMETERS)}), not {type_name(value.value)}",
+                    )
+                elif value.value == label:
+                    check.add(value.pos, f"parameter '{name}' of {what} refers to the notebook itself; a notebook cannot depend on itself")
+                else:
+                    parameters[name] = str(value.value)
+                    positions[name] = value.pos
+    output = _output(check, node.child("output"), what) if "output" in node.value else None
+    timeout: float | None = None
+    if "timeout" in node.value:
+        t = node.child("timeout")
+        if t.value is not None:
+            if isinstance(t.value, bool) or not isinstance(t.value, (int, float)) or t.value <= 0:
+                check.add(t.pos, f"'timeout' of {what} must be a number of seconds greater than 0, not {t.value!r}")
+            else:
+                timeout = float(t.value)
+    retries = 0
+    if "retries" in node.value:
+        r = node.child("retries")
+        if isinstance(r.value, bool) or not isinstance(r.value, int) or r.value < 0:
+            check.add(r.pos, f"'retries' of {what} must be a whole number 0 or more, not {r.value!r}")
+        else:
+            retries = int(r.value)
+    if len(check.problems) > before or path is None:
+        return None
+    return NotebookSpec(
+        label=label,
+        filename=str(node.value["filename"]),
+        path=path,
+        parameters=frozen_map(parameters),
+        output=output,
+        timeout=timeout,
+        retries=retries,
+        position=node.pos,
+        parameter_positions=frozen_map(positions),
+    )
+
+
+def _output(check: _Checker, node: Node, what: str) -> OutputSpec | None:
+    if node.value is None:
+        return None
+    if not check.mapping(node, f"'output' of {what}", OUTPUT_KEYS):
+        return None
+    fmt: str | None = None
+    if "format" in node.value:
+        f = node.child("format")
+        if f.value not in OUTPUT_FORMATS:
+            check.add(f.pos, f"output format {f.value!r} of {what} is not supported; use {_quote_list(OUTPUT_FORMATS)}")
+        else:
+            fmt = str(f.value)
+    template: Path | None = None
+    if "template" in node.value and node.value["template"] is not None:
+        template = check.input_file(node.child("template"), f"report template of {what}", ())
+        if template is None:
+            return None
+    return OutputSpec(format=fmt, template=template) if fmt else None
+
+
+def _raw_dependencies(node: Node) -> dict[str, list[str]]:
+    """label -> labels it reads, straight from the YAML (so cycles are found even in broken specs)."""
+    deps: dict[str, list[str]] = {}
+    for label, item in node.value.items():
+        params = item.get("parameters") if isinstance(item, dict) else None
+        refs = params.values() if isinstance(params, dict) else ()
+        deps[str(label)] = [r for r in refs if isinstance(r, str) and r in node.value and r != label]
+    return deps
+
+
+def _dependencies_ok(check: _Checker, node: Node, workflow: str) -> bool:
+    """Report each circular dependency between a workflow's notebooks once."""
+    deps = _raw_dependencies(node)
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+    path: list[str] = []
+    reported: set[frozenset[str]] = set()
+
+    def visit(label: str) -> None:
+        state[label] = 1
+        path.append(label)
+        for dep in deps[label]:
+            if state.get(dep) == 1:
+                cycle = path[path.index(dep):] + [dep]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    check.add(
+                        node.key_pos(dep),
+                        f"circular dependency between notebooks of workflow '{workflow}': "
+                        f"{' -> '.join(cycle)}; a notebook cannot (indirectly) read its own output",
+                    )
+            elif dep not in state:
+                visit(dep)
+        path.pop()
+        state[label] = 2
+
+    for label in deps:
+        if label not in state:
+            visit(label)
+    return not reported
+
+
+# -- sensor -----------------------------------------------------------------------------------
+
+
+def _sensor(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec]) -> SensorSpec | None:
+    if not check.mapping(node, "'available_dates_sensor'", SENSOR_KEYS):
+        return None
+    before = len(check.problems)
+    schedule: str | None = None
+    if "schedule" in node.value:
+        s = node.child("schedule")
+        if s.value is not None:
+            if not isinstance(s.value, str):
+                check.add(s.pos, f"'schedule' must be a cron string such as '0 2 * * *' or null, not {type_name(s.value)}")
+            else:
+                problem = cron_problem(str(s.value).strip())
+                if problem:
+                    check.add(s.pos, problem)
+                schedule = str(s.value).strip()
+    cdr_types = _cdr_types(check, node.child("cdr_types")) if "cdr_types" in node.value else None
+    source = _source(check, node.child("source")) if "source" in node.value else SourceSpec()
+    entries: list[SensorEntry] = []
+    if "workflows" in node.value:
+        w = node.child("workflows")
+        if not w.is_sequence or len(w.value) == 0:
+            check.add(w.pos, f"'workflows' of 'available_dates_sensor' must be a non-empty list of entries with 'workflow_name', not {type_name(w.value)}")
+        else:
+            entries = [e for e in (_entry(check, item, workflows) for item in w.elements()) if e is not None]
+            _unused_notebook_parameters(check, workflows, _supplied_parameters(w))
+            _duplicate_entries(check, entries)
+    if len(check.problems) > before or source is None:
+        return None
+    return SensorSpec(schedule=schedule, workflows=tuple(entries), cdr_types=cdr_types, source=source, position=node.pos)
+
+
+def _cdr_types(check: _Checker, node: Node) -> tuple[str, ...] | None:
+    if node.value is None:
+        return None
+    if not node.is_sequence or len(node.value) == 0:
+        check.add(node.pos, f"'cdr_types' must be a non-empty list drawn from {_quote_list(CDR_TYPES)} (or omitted for all), not {type_name(node.value)}")
+        return None
+    types: list[str] = []
+    for item in node.elements():
+        if item.value not in CDR_TYPES:
+            check.add(item.pos, f"unknown CDR type {item.value!r}{_did_you_mean(item.value, CDR_TYPES)}; use any of {_quote_list(CDR_TYPES)}")
+        elif item.value not in types:
+            types.append(str(item.value))
+    return tuple(types)
+
+
+def _source(check: _Checker, node: Node) -> SourceSpec | None:
+    if not check.mapping(node, "'source' of 'available_dates_sensor'", SOURCE_KEYS):
+        return None
+    kind = node.value.get("type")
+    if "type" in node.value and kind not in SOURCE_TYPES:
+        check.add(node.child("type").pos, f"unknown date source type {kind!r}{_did_you_mean(kind, SOURCE_TYPES)}; use {_quote_list(SOURCE_TYPES)}")
+        return None
+    pattern: str | None = None
+    if kind == "directory":
+        if "pattern" not in node.value:
+            check.add(node.pos, "a 'directory' source needs a 'pattern', e.g. 'data/calls_{date:%Y-%m-%d}.csv'")
+            return None
+        p = node.child("pattern")
+        if not isinstance(p.value, str):
+            check.add(p.pos, f"'pattern' must be a string such as 'data/calls_{{date:%Y-%m-%d}}.csv', not {type_name(p.value)}")
+            return None
+        from autoflow.sources.directory import check_pattern
+
+        problem = check_pattern(str(p.value))
+        if problem:
+            check.add(p.pos, f"'pattern' {p.value!r}: {problem}")
+            return None
+        pattern = str(p.value)
+    elif "pattern" in node.value:
+        check.add(node.key_pos("pattern"), f"'pattern' only applies to a 'directory' source, not {kind!r}")
+        return None
+    return SourceSpec(type=str(kind), pattern=pattern, position=node.pos) if kind else None
+
+
+def _entry(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec]) -> SensorEntry | None:
+    if not check.mapping(node, "a sensor entry", ENTRY_KEYS):
+        return None
+    before = len(check.problems)
+    name = check.string(node, "workflow_name", "'workflow_name'") if "workflow_name" in node.value else None
+    workflow = workflows.get(name) if name else None
+    known = name is not None and workflow is not None
+    if name is not None and workflow is None and name not in check.broken_workflows:
+        check.add(
+            node.child("workflow_name").pos,
+            f"sensor entry names workflow '{name}', which is not defined{_did_you_mean(name, workflows)}; "
+            "define it under 'workflows' or fix the name",
+        )
+    parameters: dict[str, Any] = {}
+    if "parameters" in node.value and node.value["parameters"] is not None:
+        params = node.child("parameters")
+        if not params.is_mapping:
+            check.add(params.pos, f"'parameters' of a sensor entry must be a mapping of parameter names to values, not {type_name(params.value)}")
+        else:
+            for key, value in params.items():
+                if not isinstance(key, str):
+                    check.add(params.key_pos(key), f"parameter name {key!r} must be a string")
+                    continue
+                if key in AUTOMATIC_PARAMETERS:
+                    check.add(params.key_pos(key), f"parameter '{key}' is supplied automatically by AutoFlow; remove it from the sensor entry")
+                    continue
+                if workflow is not None and key not in workflow.workflow_parameters:
+                    needed = sorted(workflow.workflow_parameters)
+                    uses = f"its notebooks use {_quote_list(needed)}" if needed else "its notebooks take no workflow parameters"
+                    check.add(
+                        params.key_pos(key),
+                        f"parameter '{key}' is not used by any notebook of workflow '{workflow.name}'"
+                        f"{_did_you_mean(key, needed)}; {uses}",
+                    )
+                    continue
+                plain = check.plain(value, f"parameter '{key}'")
+                if plain is not None or value.value is None:
+                    parameters[key] = plain
+    if workflow is not None:
+        given = set(node.value.get("parameters") or {}) if isinstance(node.value.get("parameters"), dict) else set()
+        missing = sorted(workflow.workflow_parameters - given)
+        if missing:
+            check.add(
+                node.pos,
+                f"sensor entry for workflow '{workflow.name}' is missing parameter(s) {_quote_list(missing)} "
+                "that its notebooks need; add them under 'parameters'",
+            )
+    earliest = _earliest_date(check, node.child("earliest_date")) if "earliest_date" in node.value else None
+    stencil = _stencil(check, node.child("date_stencil")) if "date_stencil" in node.value else DateStencil()
+    if len(check.problems) > before or not known or stencil is None or name is None:
+        return None
+    return SensorEntry(
+        workflow_name=name,
+        parameters=frozen_map(parameters),
+        earliest_date=earliest,
+        date_stencil=stencil,
+        position=node.pos,
+    )
+
+
+def _earliest_date(check: _Checker, node: Node) -> dt.date | None:
+    value = node.value
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        check.add(node.pos, f"'earliest_date' must be a date like 2016-01-01, not a date and time ({value})")
+        return None
+    if isinstance(value, dt.date):
+        return dt.date(value.year, value.month, value.day)
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    check.add(node.pos, f"'earliest_date' must be a date like 2016-01-01, not {value!r}")
+    return None
+
+
+def _stencil(check: _Checker, node: Node) -> DateStencil | None:
+    if node.value is None:
+        return DateStencil()
+    if not node.is_sequence:
+        check.add(node.pos, f"'date_stencil' must be a list of day offsets, dates or [start, end] intervals, not {type_name(node.value)}")
+        return None
+    ok = True
+    for element in node.elements():
+        try:
+            DateStencil([to_plain(element.value)])
+        except (TypeError, ValueError) as exc:
+            ok = False
+            check.add(element.pos, f"invalid date stencil element: {exc}; use a day offset (e.g. -1), a date (e.g. 2016-01-01) or a [start, end] pair of those")
+    if not ok:
+        return None
+    return DateStencil(to_plain(node.value))
+
+
+def _supplied_parameters(entries: Node) -> dict[str, set[str]]:
+    """workflow name -> parameter names any sensor entry gives it (valid entries or not)."""
+    supplied: dict[str, set[str]] = {}
+    for entry in entries.value:
+        if isinstance(entry, dict) and isinstance(entry.get("workflow_name"), str):
+            params = entry.get("parameters")
+            names = {str(k) for k in params} if isinstance(params, dict) else set()
+            supplied.setdefault(entry["workflow_name"], set()).update(names)
+    return supplied
+
+
+def _unused_notebook_parameters(check: _Checker, workflows: dict[str, WorkflowSpec], supplied: dict[str, set[str]]) -> None:
+    """A notebook parameter whose value names nothing: no label, automatic name or sensor parameter."""
+    for workflow in workflows.values():
+        if workflow.name not in supplied:
+            continue  # only run by `autoflow trigger`, which names its parameters itself
+        for notebook in workflow.notebooks.values():
+            for name, ref in notebook.parameters.items():
+                if ref in workflow.workflow_parameters and ref not in supplied[workflow.name]:
+                    candidates = [*workflow.notebooks, *AUTOMATIC_PARAMETERS, *supplied[workflow.name]]
+                    pos = notebook.parameter_positions.get(name) or notebook.position
+                    assert pos is not None
+                    check.add(
+                        pos,
+                        f"parameter '{name}' of notebook '{notebook.label}' refers to '{ref}'"
+                        f"{_did_you_mean(ref, candidates)}, which is not a notebook label, an automatic parameter, "
+                        f"or a parameter given by any sensor entry for workflow '{workflow.name}'",
+                    )
+
+
+def _duplicate_entries(check: _Checker, entries: list[SensorEntry]) -> None:
+    seen: dict[tuple[str, str], SensorEntry] = {}
+    for entry in entries:
+        key = (entry.workflow_name, canonical_json(entry.parameters))
+        if key in seen:
+            first = seen[key].position
+            assert entry.position is not None and first is not None
+            check.add(
+                entry.position,
+                f"sensor entry repeats the entry at line {first.line} (same workflow '{entry.workflow_name}' and "
+                "parameters); the runs would be the same — remove one or change its parameters",
+            )
+        else:
+            seen[key] = entry
+
+
+__all__ = ["CONFIG_FILENAME", "load_config", "load_config_text"]

@@ -1,0 +1,124 @@
+"""Frozen, typed models of a validated workflows.yml. Built only by :mod:`autoflow.spec.loader`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from autoflow.date_stencil import DateStencil
+from autoflow.errors import Position
+
+#: parameters AutoFlow supplies to notebooks by itself
+AUTOMATIC_PARAMETERS = ("reference_date", "date_ranges", "flowapi_url")
+CDR_TYPES = ("calls", "sms", "mds", "topups")
+OUTPUT_FORMATS = ("pdf",)
+
+
+def frozen_map(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    format: str = "pdf"
+    #: absolute path of a custom asciidoc template inside the inputs directory, or None for ours
+    template: Path | None = None
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    """One notebook task of a workflow."""
+
+    label: str
+    filename: str
+    #: absolute, resolved path inside the inputs directory
+    path: Path
+    #: notebook parameter name -> a workflow parameter, another notebook's label, or an automatic name
+    parameters: Mapping[str, str] = field(default_factory=frozen_map)
+    output: OutputSpec | None = None
+    timeout: float | None = None
+    retries: int = 0
+    position: Position | None = field(default=None, compare=False)
+    parameter_positions: Mapping[str, Position] = field(default_factory=frozen_map, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    name: str
+    #: label -> notebook, in file order
+    notebooks: Mapping[str, NotebookSpec]
+    position: Position | None = field(default=None, compare=False)
+
+    def dependencies(self, label: str) -> tuple[str, ...]:
+        """Labels of the notebooks ``label`` reads (its parameters that name another notebook)."""
+        return tuple(
+            dict.fromkeys(v for v in self.notebooks[label].parameters.values() if v in self.notebooks)
+        )
+
+    def execution_order(self) -> tuple[str, ...]:
+        """Labels in a dependency-respecting order (file order among independent notebooks)."""
+        done: dict[str, None] = {}
+
+        def visit(label: str) -> None:
+            if label in done:
+                return
+            for dep in self.dependencies(label):
+                visit(dep)
+            done[label] = None
+
+        for label in self.notebooks:
+            visit(label)
+        return tuple(done)
+
+    @property
+    def workflow_parameters(self) -> frozenset[str]:
+        """Names the notebooks need from the sensor entry / trigger (not labels, not automatic)."""
+        return frozenset(
+            v
+            for nb in self.notebooks.values()
+            for v in nb.parameters.values()
+            if v not in self.notebooks and v not in AUTOMATIC_PARAMETERS
+        )
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where the sensor learns which dates exist."""
+
+    type: str = "flowapi"
+    #: directory source: filename pattern with a ``{date:...}`` field, absolute or relative to inputs
+    pattern: str | None = None
+    position: Position | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class SensorEntry:
+    workflow_name: str
+    parameters: Mapping[str, Any] = field(default_factory=frozen_map)
+    earliest_date: dt.date | None = None
+    date_stencil: DateStencil = field(default_factory=DateStencil)
+    position: Position | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    #: cron string, or None to tick once and exit
+    schedule: str | None
+    workflows: tuple[SensorEntry, ...]
+    #: None means every type the source knows
+    cdr_types: tuple[str, ...] | None = None
+    source: SourceSpec = field(default_factory=SourceSpec)
+    position: Position | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class AutoFlowConfig:
+    """A whole, validated workflows.yml."""
+
+    inputs_dir: Path
+    workflows: Mapping[str, WorkflowSpec]
+    sensor: SensorSpec

@@ -1,0 +1,131 @@
+import datetime as dt
+from dataclasses import dataclass
+
+from autoflow import DateStencil
+from autoflow.parameters import params_hash
+from autoflow.planning import plan
+from autoflow.spec.models import SensorEntry, frozen_map
+
+D = dt.date
+NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Prior:
+    state: str
+    attempt: int = 1
+    heartbeat_at: dt.datetime = NOW
+    error: str | None = None
+
+
+def entry(workflow: str = "w", stencil: list | None = None, earliest: dt.date | None = None, **params: object) -> SensorEntry:
+    return SensorEntry(workflow, frozen_map(params), earliest, DateStencil(stencil if stencil is not None else [0]))
+
+
+def days(start: int, end: int, month: int = 1) -> list[dt.date]:
+    return [D(2016, month, d) for d in range(start, end + 1)]
+
+
+def key(e: SensorEntry, day: dt.date) -> tuple[str, str, dt.date]:
+    return (e.workflow_name, params_hash(e.parameters), day)
+
+
+def test_every_available_date_is_due_oldest_first() -> None:
+    result = plan([entry()], reversed(days(1, 3)), {}, now=NOW, lease_seconds=300)
+    assert [r.reference_date for r in result.due] == days(1, 3)
+    assert all(r.reason == "new" and r.previous_attempt == 0 for r in result.due)
+    assert result.due[0].date_ranges == ((D(2016, 1, 1), D(2016, 1, 1)),)
+
+
+def test_stencil_needs_every_date_and_says_which_are_missing() -> None:
+    available = days(1, 3) + days(5, 8)
+    result = plan([entry(stencil=[[-2, 0]])], available, {}, now=NOW, lease_seconds=300)
+    assert [r.reference_date for r in result.due] == [D(2016, 1, 3), D(2016, 1, 7), D(2016, 1, 8)]
+    reasons = {s.reference_date: s.reason for s in result.skipped}
+    assert reasons[D(2016, 1, 5)] == "waiting for data: 2016-01-04 not available"
+    assert reasons[D(2016, 1, 1)] == "waiting for data: 2015-12-30, 2015-12-31 not available"
+
+
+def test_stencil_dates_before_earliest_date_still_count() -> None:
+    result = plan([entry(stencil=[-1, 0], earliest=D(2016, 1, 3))], days(1, 4), {}, now=NOW, lease_seconds=300)
+    assert [r.reference_date for r in result.due] == [D(2016, 1, 3), D(2016, 1, 4)]
+    assert {s.reference_date: s.reason for s in result.skipped}[D(2016, 1, 2)] == "before earliest_date 2016-01-03"
+
+
+def test_history_decides() -> None:
+    e = entry()
+    stale = NOW - dt.timedelta(seconds=301)
+    history = {
+        key(e, D(2016, 1, 1)): Prior("success"),
+        key(e, D(2016, 1, 2)): Prior("failed", attempt=2, error="boom\ntraceback"),
+        key(e, D(2016, 1, 3)): Prior("running"),
+        key(e, D(2016, 1, 4)): Prior("running", attempt=3, heartbeat_at=stale),
+    }
+    result = plan([e], days(1, 5), history, now=NOW, lease_seconds=300)
+    due = {r.reference_date: r for r in result.due}
+    assert set(due) == {D(2016, 1, 2), D(2016, 1, 4), D(2016, 1, 5)}
+    assert due[D(2016, 1, 2)].previous_attempt == 2 and due[D(2016, 1, 2)].reason == "retry: attempt 2 failed (boom)"
+    assert due[D(2016, 1, 4)].previous_attempt == 3 and due[D(2016, 1, 4)].reason.startswith("abandoned")
+    skipped = {s.reference_date: s.reason for s in result.skipped}
+    assert skipped[D(2016, 1, 1)] == "already succeeded (attempt 1)"
+    assert skipped[D(2016, 1, 3)] == "running now (attempt 1)"
+
+
+def test_parameters_are_part_of_the_run_identity() -> None:
+    a, b = entry(country="A"), entry(country="B")
+    history = {key(a, D(2016, 1, 1)): Prior("success")}
+    result = plan([a, b], days(1, 1), history, now=NOW, lease_seconds=300)
+    assert [r.parameters["country"] for r in result.due] == ["B"]
+
+
+def test_date_and_string_parameters_are_different_runs() -> None:
+    as_date, as_text = entry(day=D(2016, 1, 1)), entry(day="2016-01-01")
+    history = {key(as_date, D(2016, 1, 1)): Prior("success")}
+    result = plan([as_date, as_text], days(1, 1), history, now=NOW, lease_seconds=300)
+    assert [r.parameters["day"] for r in result.due] == ["2016-01-01"]
+
+
+def test_mixed_interval_running_backwards_is_skipped_with_reason() -> None:
+    result = plan([entry(stencil=[[D(2016, 1, 3), 0]])], days(1, 4), {}, now=NOW, lease_seconds=300)
+    assert [r.reference_date for r in result.due] == [D(2016, 1, 3), D(2016, 1, 4)]
+    assert any("does not apply" in s.reason for s in result.skipped if s.reference_date == D(2016, 1, 1))
+
+
+def test_order_is_date_then_entry_order() -> None:
+    result = plan([entry("b"), entry("a")], days(1, 2), {}, now=NOW, lease_seconds=300)
+    assert [(r.reference_date.day, r.workflow) for r in result.due] == [(1, "b"), (1, "a"), (2, "b"), (2, "a")]
+
+
+def test_no_dates_nothing_due() -> None:
+    result = plan([entry()], [], {}, now=NOW, lease_seconds=300)
+    assert result.due == () and result.skipped == ()
+
+
+def test_without_detail_the_same_runs_are_due_and_skips_are_counted() -> None:
+    entries = [entry(stencil=[[-2, 0]]), entry(earliest=D(2016, 1, 3), area="x")]
+    available = [*days(1, 5), *days(7, 8)]
+    history = {
+        key(entries[0], D(2016, 1, 4)): Prior("success"),
+        key(entries[0], D(2016, 1, 5)): Prior("running"),
+        key(entries[1], D(2016, 1, 7)): Prior("failed", error="boom\nsecond line"),
+        key(entries[1], D(2016, 1, 8)): Prior("running", heartbeat_at=NOW - dt.timedelta(hours=1)),
+    }
+    full = plan(entries, available, history, now=NOW, lease_seconds=300)
+    lean = plan(entries, available, history, now=NOW, lease_seconds=300, detail=False)
+    assert lean.due == full.due and lean.skipped == () and len(full.skipped) == full.skipped_total
+    assert lean.skip_counts == full.skip_counts == {
+        ("w", "waiting for data"): 4,  # 01-01, 01-02 (stencil reaches back to December), 01-07, 01-08
+        ("w", "already succeeded"): 1,
+        ("w", "running now"): 1,
+        ("w", "before earliest_date"): 2,
+    }
+    assert [(r.workflow, r.reference_date, r.reason.split(":")[0]) for r in full.due] == [
+        ("w", D(2016, 1, 3), "new"),
+        ("w", D(2016, 1, 3), "new"),
+        ("w", D(2016, 1, 4), "new"),
+        ("w", D(2016, 1, 5), "new"),
+        ("w", D(2016, 1, 7), "retry"),
+        ("w", D(2016, 1, 8), "abandoned"),
+    ]
+    assert "(boom)" in full.due[4].reason
+    assert full.skips_by_kind()["waiting for data"] == 4

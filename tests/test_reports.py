@@ -1,0 +1,123 @@
+"""What a report keeps of a notebook (pure; no pandoc, no asciidoctor)."""
+
+from __future__ import annotations
+
+import nbformat
+
+from autoflow.reports import literal_block, prepare_notebook
+from tests.nbfactory import cell, make_notebook
+
+
+def with_outputs(source: str, *outputs: nbformat.NotebookNode, tags: tuple[str, ...] = ()) -> nbformat.NotebookNode:
+    made = cell(source, tags=tags)
+    made.outputs = list(outputs)
+    return made
+
+
+def stream(text: str, name: str = "stdout") -> nbformat.NotebookNode:
+    return nbformat.v4.new_output("stream", name=name, text=text)
+
+
+def display(data: dict[str, object], kind: str = "display_data") -> nbformat.NotebookNode:
+    if kind == "execute_result":
+        return nbformat.v4.new_output(kind, data=data, execution_count=1)
+    return nbformat.v4.new_output(kind, data=data)
+
+
+def sections(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
+    return [
+        (c.metadata["autoflow"]["section_level"], c.metadata["autoflow"]["section_title"])
+        for c in nb.cells
+        if "autoflow" in c.metadata
+    ]
+
+
+def test_machinery_is_dropped_and_content_kept() -> None:
+    nb = make_notebook(
+        with_outputs("x = 1", stream("from the parameters cell"), tags=("parameters",)),
+        with_outputs("x = 2", stream("injected"), tags=("injected-parameters",)),
+        with_outputs(
+            "work()",
+            stream("kept text\n"),
+            stream("a warning\n", name="stderr"),
+            display({"application/scrapbook.scrap.json+json": {"name": "n", "data": 1}}),
+            display({"text/plain": "[<matplotlib.lines.Line2D at 0x7f00aa>]"}, kind="execute_result"),
+            display({"text/plain": "<Figure size 640x480 with 1 Axes>", "image/png": "iVBOR"}),
+            display({"text/plain": "<Figure size 640x480 with 1 Axes>"}),
+            display({"text/plain": "42"}, kind="execute_result"),
+        ),
+        with_outputs("hidden()", stream("secret-ish"), tags=("remove-output",)),
+        with_outputs("gone()", stream("gone"), tags=("remove-cell",)),
+    )
+    prepared, _ = prepare_notebook(nb)
+    assert [c.source for c in prepared.cells] == ["work()", "hidden()"]
+    kept = prepared.cells[0].outputs
+    assert [o.output_type for o in kept] == ["stream", "display_data", "execute_result"]
+    assert kept[0].text == "kept text\n"
+    assert "image/png" in kept[1].data
+    assert kept[2].data["text/plain"] == "42"
+    assert prepared.cells[1].outputs == []
+    assert len(nb.cells) == 5 and len(nb.cells[2].outputs) == 7  # the original is untouched
+
+
+def test_title_is_the_first_heading_and_leaves_the_body() -> None:
+    nb = make_notebook("md:Some intro.\n\n# Daily flows\n\nText after.\n\n## Summary\n\n### Detail")
+    prepared, resources = prepare_notebook(nb)
+    assert resources["autoflow"]["title"] == "Daily flows"
+    assert all("Daily flows" not in c.source for c in prepared.cells)
+    # the title was the only "#": "##" becomes a top-level section
+    assert sections(prepared) == [(1, "Summary"), (2, "Detail")]
+    texts = [c.source for c in prepared.cells if "autoflow" not in c.metadata]
+    assert [t.split() for t in texts] == [["Some", "intro.", "Text", "after."]]
+
+
+def test_explicit_title_keeps_the_notebook_headings() -> None:
+    nb = make_notebook("md:# Daily flows\n\n## Summary")
+    prepared, resources = prepare_notebook(nb, title="For partners")
+    assert resources["autoflow"]["title"] == "For partners"
+    assert sections(prepared) == [(1, "Daily flows"), (2, "Summary")]
+
+
+def test_explicit_title_equal_to_the_heading_is_not_repeated() -> None:
+    prepared, resources = prepare_notebook(make_notebook("md:# Daily flows\n\n## Summary"), title="Daily flows")
+    assert resources["autoflow"]["title"] == "Daily flows"
+    assert sections(prepared) == [(1, "Summary")]
+
+
+def test_heading_levels_never_skip_and_fences_are_not_headings() -> None:
+    nb = make_notebook(
+        "md:# Title",
+        "md:#### Deep first\n\n```python\n# a comment, not a heading\n```",
+        "md:# Second top\n\n### Skipped a level",
+    )
+    prepared, resources = prepare_notebook(nb)
+    assert resources["autoflow"]["title"] == "Title"
+    # another "#" remains, so no shift; levels may go down by one at most
+    assert sections(prepared) == [(1, "Deep first"), (1, "Second top"), (2, "Skipped a level")]
+    assert any("# a comment, not a heading" in c.source for c in prepared.cells)
+
+
+def test_without_headings_the_fallback_title_is_used() -> None:
+    _, resources = prepare_notebook(make_notebook("print(1)"), fallback_title="flows_report")
+    assert resources["autoflow"]["title"] == "flows_report"
+
+
+def test_pandas_index_name_row_is_merged_into_the_header() -> None:
+    html = (
+        '<table border="1" class="dataframe">\n  <thead>\n    <tr style="text-align: right;">\n      <th></th>\n'
+        "      <th>flows</th>\n    </tr>\n    <tr>\n      <th>region</th>\n      <th></th>\n    </tr>\n  </thead>\n"
+        "  <tbody>\n    <tr>\n      <th>North</th>\n      <td>1</td>\n    </tr>\n  </tbody>\n</table>"
+    )
+    nb = make_notebook(with_outputs("df", display({"text/html": html, "text/plain": "df"}, kind="execute_result")))
+    prepared, _ = prepare_notebook(nb)
+    merged = prepared.cells[0].outputs[0].data["text/html"]
+    assert merged.count("<tr") == 2  # one header row, one body row
+    assert "<th>region</th>" in merged and "<th>flows</th>" in merged
+
+
+def test_literal_block_cannot_be_closed_or_turned_into_an_include() -> None:
+    block = literal_block("before\n....\n......\ninclude::/etc/passwd[]\nafter")
+    lines = block.splitlines()
+    assert lines[0] == "[subs=specialchars]"
+    assert lines[1] == lines[-1] == "......."  # longer than any run of dots inside
+    assert "\\include::/etc/passwd[]" in lines

@@ -1,0 +1,349 @@
+"""Every workflows.yml rule, each checked with the line (and column) it reports."""
+
+import datetime as dt
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from autoflow import DateStencil
+from autoflow.errors import ConfigError
+from autoflow.spec.loader import load_config, load_config_text
+from autoflow.spec.models import AutoFlowConfig
+from tests.configs import NOTEBOOK, VALID, make_inputs
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    return make_inputs(tmp_path)
+
+
+def load(inputs: Path, text: str) -> AutoFlowConfig:
+    return load_config_text(textwrap.dedent(text).encode(), inputs_dir=inputs)
+
+
+def problems(inputs: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(inputs, text)
+    return [str(p) for p in info.value.problems]
+
+
+def has(found: list[str], line: int, *fragments: str, col: int | None = None) -> bool:
+    prefix = f"workflows.yml:{line}:" + (f"{col}:" if col else "")
+    return any(p.startswith(prefix) and all(f in p for f in fragments) for p in found)
+
+
+def test_valid_file_builds_typed_models(inputs: Path) -> None:
+    config = load(inputs, VALID)
+    wf = config.workflows["flows"]
+    assert list(wf.notebooks) == ["run", "report"]
+    assert wf.execution_order() == ("run", "report")
+    assert wf.dependencies("report") == ("run",)
+    assert wf.workflow_parameters == {"country_name"}
+    report = wf.notebooks["report"]
+    assert report.path == (inputs / "b.ipynb").resolve()
+    assert report.output is not None and report.output.template == (inputs / "custom.tpl").resolve()
+    assert report.timeout == 600.0 and report.retries == 2
+    entry = config.sensor.workflows[0]
+    assert entry.parameters == {"country_name": "Nepal"}
+    assert entry.earliest_date == dt.date(2016, 1, 1)
+    assert entry.date_stencil == DateStencil([[dt.date(2016, 1, 1), dt.date(2016, 1, 3)], -3, [-2, 0]])
+    assert config.sensor.schedule == "0 2 * * *"
+    assert config.sensor.cdr_types == ("calls", "sms")
+    assert config.sensor.source.type == "flowapi"
+
+
+def test_models_are_frozen(inputs: Path) -> None:
+    config = load(inputs, VALID)
+    with pytest.raises(AttributeError):
+        config.sensor.schedule = None  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.workflows["x"] = None  # type: ignore[index]
+
+
+def test_minimal_file_defaults(inputs: Path) -> None:
+    config = load(
+        inputs,
+        """
+        workflows:
+          - name: w
+            notebooks:
+              a: {filename: a.ipynb}
+        available_dates_sensor:
+          schedule: null
+          workflows:
+            - workflow_name: w
+        """,
+    )
+    entry = config.sensor.workflows[0]
+    assert config.sensor.schedule is None and config.sensor.cdr_types is None
+    assert entry.date_stencil == DateStencil([0]) and entry.earliest_date is None
+    assert config.workflows["w"].notebooks["a"].output is None
+
+
+def test_empty_file(inputs: Path) -> None:
+    assert has(problems(inputs, ""), 1, "empty", col=1)
+    assert has(problems(inputs, "# just a comment\n"), 1, "empty")
+
+
+def test_yaml_syntax_error_position(inputs: Path) -> None:
+    found = problems(inputs, "workflows: [a, b\navailable_dates_sensor: 1\n")
+    assert len(found) == 1 and found[0].startswith("workflows.yml:2:") and "YAML syntax error" in found[0]
+
+
+def test_duplicate_key_is_a_syntax_error(inputs: Path) -> None:
+    found = problems(inputs, "workflows: []\nworkflows: []\n")
+    assert has(found, 2, "duplicate key")
+
+
+def test_not_utf8(inputs: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config_text(b"workflows:\n  - name: caf\xe9\n", inputs_dir=inputs)
+    assert str(info.value).startswith("workflows.yml:2:14:") and "UTF-8" in str(info.value)
+
+
+def test_missing_sections_and_wrong_top_type(inputs: Path) -> None:
+    found = problems(inputs, "workflows: []\n")
+    assert has(found, 1, "'workflows' must be a non-empty list")
+    assert has(found, 1, "missing the required key 'available_dates_sensor'")
+    assert has(problems(inputs, "- 1\n- 2\n"), 1, "must be a mapping")
+
+
+def test_unknown_keys_with_suggestion(inputs: Path) -> None:
+    text = VALID.replace("    notebooks:\n", "    notebook:\n", 1).replace("  schedule:", "  schedul:")
+    found = problems(inputs, text)
+    assert has(found, 3, "unknown key 'notebook'", "did you mean 'notebooks'", col=5)
+    assert has(found, 2, "missing the required key 'notebooks'")
+    assert has(found, 21, "unknown key 'schedul'", "did you mean 'schedule'", col=3)
+
+
+def test_wrong_types(inputs: Path) -> None:
+    text = VALID.replace("timeout: 600", "timeout: soon").replace("retries: 2", "retries: 1.5")
+    text = text.replace("cdr_types: [calls, sms]", "cdr_types: calls").replace("name: flows", "name: [flows]")
+    found = problems(inputs, text)
+    assert has(found, 2, "workflow 'name' must be a non-empty string, not a list")
+    assert has(found, 18, "'timeout'", "greater than 0")
+    assert has(found, 19, "'retries'", "whole number")
+    assert has(found, 22, "'cdr_types' must be a non-empty list")
+
+
+def test_every_problem_reported_at_once(inputs: Path) -> None:
+    text = VALID.replace("a.ipynb", "missing.ipynb").replace("format: pdf", "format: html").replace("sms]", "smss]")
+    found = problems(inputs, text)
+    assert has(found, 5, "does not exist")
+    assert has(found, 16, "output format 'html'")
+    assert has(found, 22, "unknown CDR type 'smss'", "did you mean 'sms'")
+    assert len(found) == 3
+
+
+def test_duplicate_workflow_names(inputs: Path) -> None:
+    text = VALID.replace(
+        "available_dates_sensor:",
+        "  - name: flows\n    notebooks:\n      x: {filename: a.ipynb}\navailable_dates_sensor:",
+    )
+    assert has(problems(inputs, text), 20, "duplicate workflow name 'flows'", "line 2")
+
+
+@pytest.mark.parametrize("label", ["reference_date", "date_ranges", "flowapi_url"])
+def test_label_clashes_with_automatic_name(inputs: Path, label: str) -> None:
+    text = VALID.replace("      run:\n", f"      {label}:\n").replace("upstream: run", f"upstream: {label}")
+    assert has(problems(inputs, text), 4, f"notebook label '{label}' clashes", col=7)
+
+
+def test_circular_dependency_names_the_cycle(inputs: Path) -> None:
+    found = problems(
+        inputs,
+        """
+        workflows:
+          - name: w
+            notebooks:
+              a: {filename: a.ipynb, parameters: {x: c}}
+              b: {filename: a.ipynb, parameters: {x: a}}
+              c: {filename: b.ipynb, parameters: {x: b}}
+        available_dates_sensor: {schedule: null, workflows: [{workflow_name: w}]}
+        """,
+    )
+    assert any("circular dependency" in p and "a -> c -> b -> a" in p for p in found), found
+
+
+def test_self_dependency(inputs: Path) -> None:
+    text = VALID.replace("upstream: run", "upstream: report")
+    assert has(problems(inputs, text), 14, "refers to the notebook itself")
+
+
+@pytest.mark.parametrize(
+    ("filename", "fragment"),
+    [
+        ("missing.ipynb", "does not exist"),
+        ("notes.txt", "must end in .ipynb"),
+        ("not_a_notebook.ipynb", "is not a Jupyter notebook"),
+        ("broken.ipynb", "not valid JSON"),
+        ("../outside.ipynb", "outside the inputs directory"),
+        ("/etc/passwd.ipynb", "absolute path"),
+        ("[a.ipynb]", "must be a file name"),
+    ],
+)
+def test_bad_notebook_files(inputs: Path, filename: str, fragment: str) -> None:
+    (inputs.parent / "outside.ipynb").write_text(json.dumps(NOTEBOOK))
+    text = VALID.replace("filename: a.ipynb", f"filename: '{filename}'" if not filename.startswith("[") else f"filename: {filename}")
+    assert has(problems(inputs, text), 5, fragment, col=19)
+
+
+def test_symlink_pointing_out_is_rejected(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    outside = tmp_path_factory.mktemp("elsewhere") / "nb.ipynb"
+    outside.write_text(json.dumps(NOTEBOOK))
+    os.symlink(outside, inputs / "link.ipynb")
+    (inputs / "sub").mkdir()
+    os.symlink(inputs / "a.ipynb", inputs / "sub" / "inside.ipynb")
+    assert has(problems(inputs, VALID.replace("filename: a.ipynb", "filename: link.ipynb")), 5, "outside the inputs directory")
+    assert load(inputs, VALID.replace("filename: a.ipynb", "filename: sub/inside.ipynb"))  # links within are fine
+
+
+def test_bad_templates(inputs: Path) -> None:
+    assert has(problems(inputs, VALID.replace("custom.tpl", "nope.tpl")), 17, "report template", "does not exist")
+    assert has(problems(inputs, VALID.replace("custom.tpl", "../x.tpl")), 17, "outside the inputs directory")
+
+
+def test_output_format_must_be_pdf(inputs: Path) -> None:
+    assert has(problems(inputs, VALID.replace("format: pdf", "format: html")), 16, "output format 'html'", "'pdf'")
+
+
+@pytest.mark.parametrize("cron", ["0 2 * *", "61 * * * *", "every day", "* * * * * * *"])
+def test_invalid_cron(inputs: Path, cron: str) -> None:
+    assert has(problems(inputs, VALID.replace('"0 2 * * *"', f'"{cron}"')), 21, "schedule", col=13)
+
+
+def test_schedule_is_required_but_may_be_null(inputs: Path) -> None:
+    assert has(problems(inputs, VALID.replace('  schedule: "0 2 * * *"\n', "")), 21, "missing the required key 'schedule'")
+    assert load(inputs, VALID.replace('"0 2 * * *"', "null")).sensor.schedule is None
+    assert has(problems(inputs, VALID.replace('"0 2 * * *"', "5")), 21, "cron string")
+
+
+def test_sensor_entry_naming_undefined_workflow(inputs: Path) -> None:
+    assert has(problems(inputs, VALID.replace("workflow_name: flows", "workflow_name: flow")), 24, "'flow', which is not defined", "did you mean 'flows'")
+
+
+def test_sensor_parameter_missing(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("        country_name: Nepal\n", "        {}\n").replace("      parameters:\n        {}", "      parameters: {}"))
+    assert has(found, 24, "missing parameter(s) 'country_name'")
+    assert has(found, 7, "refers to 'country_name'", "not a notebook label")
+
+
+def test_sensor_parameter_unused(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("country_name: Nepal", "country_name: Nepal\n        contry_name: x"))
+    assert has(found, 27, "parameter 'contry_name' is not used", "did you mean 'country_name'")
+
+
+@pytest.mark.parametrize("name", ["reference_date", "date_ranges", "flowapi_url"])
+def test_sensor_parameter_automatic(inputs: Path, name: str) -> None:
+    found = problems(inputs, VALID.replace("country_name: Nepal", f"country_name: Nepal\n        {name}: x"))
+    assert has(found, 27, f"'{name}' is supplied automatically")
+
+
+def test_notebook_parameter_referring_to_nothing(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("upstream: run", "upstream: runn"))
+    assert has(found, 14, "refers to 'runn'", "did you mean 'run'", col=21)
+
+
+def test_workflow_not_in_sensor_may_take_any_parameters(inputs: Path) -> None:
+    text = VALID.replace(
+        "available_dates_sensor:",
+        "  - name: manual\n    notebooks:\n      x: {filename: a.ipynb, parameters: {p: anything}}\navailable_dates_sensor:",
+    )
+    assert load(inputs, text).workflows["manual"].workflow_parameters == {"anything"}
+
+
+@pytest.mark.parametrize(
+    ("stencil", "col", "fragment"),
+    [
+        ("[[0, -1]]", 22, "starts after it ends"),
+        ("[[2016-01-03, 2016-01-01]]", 22, "starts after it ends"),
+        ("[0, 'x']", 25, "neither a day offset"),
+        ("[0, [1, 2, 3]]", 25, "exactly 2 elements"),
+        ("[1.5]", 22, "neither a day offset"),
+        ("[true]", 22, "neither a day offset"),
+        ("[2016-02-30]", 22, "'2016-02-30', which is not a valid date"),
+        ("7", 21, "must be a list"),
+    ],
+)
+def test_invalid_date_stencils(inputs: Path, stencil: str, col: int, fragment: str) -> None:
+    text = VALID.replace("[[2016-01-01, 2016-01-03], -3, [-2, 0]]", stencil)
+    assert has(problems(inputs, text), 28, fragment, col=col)
+
+
+@pytest.mark.parametrize("value", ["2016-13-01", "yesterday", "2016-01-01 10:00:00", "5"])
+def test_invalid_earliest_date(inputs: Path, value: str) -> None:
+    assert has(problems(inputs, VALID.replace("earliest_date: 2016-01-01", f"earliest_date: {value}")), 27, "'earliest_date' must be a date")
+
+
+def test_quoted_iso_earliest_date_is_accepted(inputs: Path) -> None:
+    config = load(inputs, VALID.replace("earliest_date: 2016-01-01", "earliest_date: '2016-01-05'"))
+    assert config.sensor.workflows[0].earliest_date == dt.date(2016, 1, 5)
+
+
+def test_unsupported_parameter_value(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("country_name: Nepal", "country_name: !!binary aGVsbG8="))
+    assert has(found, 26, "unsupported YAML value")
+
+
+def test_typed_parameters(inputs: Path) -> None:
+    text = VALID.replace("country_name: Nepal", "country_name: {day: 2016-01-01, n: [1, 2.5, true, null]}")
+    assert load(inputs, text).sensor.workflows[0].parameters["country_name"] == {"day": dt.date(2016, 1, 1), "n": [1, 2.5, True, None]}
+
+
+def test_duplicate_sensor_entries(inputs: Path) -> None:
+    text = VALID + "    - workflow_name: flows\n      parameters: {country_name: Nepal}\n"
+    assert has(problems(inputs, text), 29, "repeats the entry at line 24")
+
+
+def test_invalid_notebook_parameter_name(inputs: Path) -> None:
+    assert has(problems(inputs, VALID.replace("country: country_name", "my-country: country_name")), 7, "not a valid Python variable name")
+
+
+def test_directory_source(inputs: Path) -> None:
+    text = VALID.replace("available_dates_sensor:\n", "available_dates_sensor:\n  source: {type: directory, pattern: 'data/calls_{date:%Y-%m-%d}.csv'}\n")
+    assert load(inputs, text).sensor.source.pattern == "data/calls_{date:%Y-%m-%d}.csv"
+    bad = VALID.replace("available_dates_sensor:\n", "available_dates_sensor:\n  source: {type: directroy}\n")
+    assert has(problems(inputs, bad), 21, "unknown date source type 'directroy'", "did you mean 'directory'")
+    no_pattern = VALID.replace("available_dates_sensor:\n", "available_dates_sensor:\n  source: {type: directory}\n")
+    assert has(problems(inputs, no_pattern), 21, "needs a 'pattern'")
+    bad_pattern = VALID.replace("available_dates_sensor:\n", "available_dates_sensor:\n  source: {type: directory, pattern: 'data/calls.csv'}\n")
+    assert has(problems(inputs, bad_pattern), 21, "'pattern'")
+
+
+def test_load_config_reads_the_file(inputs: Path) -> None:
+    (inputs / "workflows.yml").write_text(VALID)
+    assert "flows" in load_config(inputs).workflows
+    with pytest.raises(ConfigError, match="no workflows.yml"):
+        load_config(inputs / "notebooks-only") if (inputs / "notebooks-only").mkdir() is None else None
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(inputs / "nowhere")
+
+
+def test_huge_file_rejected(inputs: Path) -> None:
+    with pytest.raises(ConfigError, match="at most 1 MB"):
+        load_config_text(b"# " + b"x" * 2_000_000, inputs_dir=inputs)
+
+
+def test_alias_bomb_rejected(inputs: Path) -> None:
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        bomb.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 10) + "]")
+    text = VALID.replace("country_name: Nepal", "country_name: {" + "}") + "\n".join(bomb) + "\n"
+    text = text.replace("country_name: {}", "country_name: *a8")
+    text = "\n".join(bomb) + "\n" + VALID.replace("country_name: Nepal", "country_name: *a8")
+    with pytest.raises(ConfigError) as info:
+        load(inputs, text)
+    assert any("more than" in str(p) for p in info.value.problems)
+
+
+def test_deep_nesting_rejected(inputs: Path) -> None:
+    with pytest.raises(ConfigError, match="nested more than 50 levels"):
+        load_config_text(b"x: " + b"[" * 5000 + b"]" * 5000, inputs_dir=inputs)
+
+
+def test_control_characters_in_names_stay_on_one_line(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("    notebooks:\n", '    "bad\\nkey": 1\n    notebooks:\n', 1))
+    assert any("unknown key 'bad\\nkey'" in p for p in found), found
+    assert all("\n" not in p for p in found)
