@@ -1,0 +1,154 @@
+"""docker-stack.yml: everything it references is declared, and it wires AutoFlow as documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from ruamel.yaml import YAML
+
+REPO = Path(__file__).resolve().parents[1]
+STACK = REPO / "docker-stack.yml"
+#: a line the user uncomments for FlowAPI behind HTTPS with a private CA
+CERTIFICATE_LINE = re.compile(r"^(\s*)# (.*?)\s*# certificate\s*$")
+VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")
+
+
+def load(text: str) -> dict[str, Any]:
+    data: dict[str, Any] = YAML(typ="safe").load(text)
+    return data
+
+
+def with_certificate(text: str) -> str:
+    """The stack file with the "certificate" lines uncommented, as its header says to do."""
+    return "\n".join(CERTIFICATE_LINE.sub(r"\1\2", line) for line in text.splitlines())
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}`` as docker stack deploy expands them."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match.group("name", "op", "arg")
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise KeyError(f"{name}: {arg}")
+        return arg if op == ":-" else ""
+
+    return VARIABLE.sub(one, value)
+
+
+@pytest.fixture(params=["as shipped", "with the certificate"])
+def stack(request: pytest.FixtureRequest) -> dict[str, Any]:
+    text = STACK.read_text()
+    return load(text if request.param == "as shipped" else with_certificate(text))
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    return dict(item.split("=", 1) for item in env) if isinstance(env, list) else {k: str(v) for k, v in env.items()}
+
+
+def mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """target -> long-form mount, short forms ("src:dst[:mode]") converted."""
+    found = {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            volume = {"type": "volume" if not source.startswith(("/", ".", "$")) else "bind", "source": source,
+                      "target": target, "read_only": mode == ["ro"]}  # fmt: skip
+        found[volume["target"]] = volume
+    return found
+
+
+def test_everything_referenced_is_declared(stack: dict[str, Any]) -> None:
+    declared = {kind: set(stack.get(kind) or {}) for kind in ("secrets", "volumes", "networks")}
+    assert set(stack["services"]) == {"autoflow", "autoflow_postgres", "prefect"}
+    for name, service in stack["services"].items():
+        secrets = {s if isinstance(s, str) else s["source"] for s in service.get("secrets") or []}
+        assert secrets <= declared["secrets"], f"{name}: undeclared secrets {secrets - declared['secrets']}"
+        networks = set(service.get("networks") or [])
+        assert networks and networks <= declared["networks"], f"{name}: networks {networks}"
+        named = {m["source"] for m in mounts(service).values() if m.get("type", "volume") == "volume"}
+        assert named <= declared["volumes"], f"{name}: undeclared volumes {named - declared['volumes']}"
+    for kind, names in declared.items():
+        used = set()
+        for service in stack["services"].values():
+            items = service.get(kind) or []
+            used |= {m["source"] for m in mounts(service).values()} if kind == "volumes" else {
+                i if isinstance(i, str) else i["source"] for i in items}  # fmt: skip
+        assert names <= used, f"declared but unused {kind}: {names - used}"
+
+
+def test_autoflow_service(stack: dict[str, Any]) -> None:
+    autoflow = stack["services"]["autoflow"]
+    env = environment(autoflow)
+    assert env["AUTOFLOW_INPUTS_DIR"] == "/mounts/inputs" and env["AUTOFLOW_OUTPUTS_DIR"] == "/mounts/outputs"
+    assert env["AUTOFLOW_DB_URI"] == "postgresql://autoflow:{}@autoflow_postgres:5432/autoflow"
+    assert env["FLOWAPI_URL"].startswith("${FLOWAPI_URL:?")
+    assert "AUTOFLOW_DB_PASSWORD" not in env and "FLOWAPI_TOKEN" not in env, "secrets belong in secrets, not the environment"
+    assert {"AUTOFLOW_DB_PASSWORD", "FLOWAPI_TOKEN"} <= set(autoflow["secrets"])
+    volumes = mounts(autoflow)
+    inputs, outputs = volumes["/mounts/inputs"], volumes["/mounts/outputs"]
+    assert inputs["read_only"] is True and outputs.get("read_only", False) is False
+    assert inputs["source"].startswith("${AUTOFLOW_INPUTS_DIR:?") and outputs["source"].startswith("${AUTOFLOW_OUTPUTS_DIR:?")
+    if "SSL_CERTIFICATE_FILE" in env:
+        assert env["SSL_CERTIFICATE_FILE"] == "/run/secrets/SSL_CERTIFICATE_FILE"
+        assert "SSL_CERTIFICATE_FILE" in autoflow["secrets"] and "SSL_CERTIFICATE_FILE" in stack["secrets"]
+
+
+def test_database_matches_the_uri(stack: dict[str, Any]) -> None:
+    services = stack["services"]
+    uri = urlsplit(environment(services["autoflow"])["AUTOFLOW_DB_URI"])
+    postgres = services["autoflow_postgres"]
+    env = environment(postgres)
+    assert uri.hostname in services and services[uri.hostname] is postgres
+    assert (uri.username, uri.path.lstrip("/"), uri.port) == (env["POSTGRES_USER"], env["POSTGRES_DB"], 5432)
+    assert env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/AUTOFLOW_DB_PASSWORD" and "AUTOFLOW_DB_PASSWORD" in postgres["secrets"]
+    assert "POSTGRES_PASSWORD" not in env
+    data = mounts(postgres)["/var/lib/postgresql/data"]
+    assert data["type"] == "volume" and data["source"] in stack["volumes"], "the run history must survive the container"
+    assert set(postgres["networks"]) & set(services["autoflow"]["networks"])
+
+
+def test_prefect_server(stack: dict[str, Any]) -> None:
+    services = stack["services"]
+    prefect, autoflow = services["prefect"], services["autoflow"]
+    assert prefect["image"] == autoflow["image"]
+    command = prefect["command"]
+    assert command[:3] == ["prefect", "server", "start"] and command[command.index("--host") + 1] == "0.0.0.0"
+    port = command[command.index("--port") + 1]
+    api = urlsplit(environment(autoflow)["PREFECT_API_URL"])
+    assert (api.hostname, str(api.port), api.path) == ("prefect", port, "/api")
+    assert set(prefect["networks"]) & set(autoflow["networks"])
+    assert any(str(p).startswith(f"{port}:") or str(p) == port for p in prefect["ports"]), "the UI port is published"
+    home = re.search(r"PREFECT_HOME=(\S+)", (REPO / "Dockerfile").read_text())
+    assert home is not None
+    volume = mounts(prefect)[home.group(1)]
+    assert volume["type"] == "volume" and volume["source"] in stack["volumes"], "the Prefect database must survive the container"
+    assert prefect["healthcheck"]["test"] != ["CMD", "python", "-m", "autoflow", "health"]
+
+
+def test_required_variables() -> None:
+    text = STACK.read_text()
+    required = {m.group("name") for m in VARIABLE.finditer(text) if m.group("op") == ":?"}
+    assert required == {"FLOWAPI_URL", "AUTOFLOW_INPUTS_DIR", "AUTOFLOW_OUTPUTS_DIR"}
+    env = {"FLOWAPI_URL": "https://flowapi.test", "AUTOFLOW_INPUTS_DIR": "/srv/in", "AUTOFLOW_OUTPUTS_DIR": "/srv/out"}
+    stack = load(interpolate(text, env))
+    autoflow = stack["services"]["autoflow"]
+    assert environment(autoflow)["FLOWAPI_URL"] == "https://flowapi.test"
+    assert mounts(autoflow)["/mounts/inputs"]["source"] == "/srv/in"
+    for name in env:
+        with pytest.raises(KeyError, match=name):
+            interpolate(text, {k: v for k, v in env.items() if k != name})
+
+
+def test_certificate_lines_uncomment_cleanly() -> None:
+    text = STACK.read_text()
+    marked = [line for line in text.splitlines() if CERTIFICATE_LINE.match(line)]
+    assert len(marked) == 4
+    stack = load(with_certificate(text))
+    assert "SSL_CERTIFICATE_FILE" in stack["secrets"] and "SSL_CERTIFICATE_FILE" in environment(stack["services"]["autoflow"])
