@@ -96,3 +96,19 @@ def test_output_limit_per_notebook() -> None:
     assert Settings.from_env({"AUTOFLOW_MAX_OUTPUT_MB": "0.5"}).max_output_bytes == 2**19
     with pytest.raises(SettingsError, match="AUTOFLOW_MAX_OUTPUT_MB"):
         Settings.from_env({"AUTOFLOW_MAX_OUTPUT_MB": "0"})
+
+
+def test_config_env_file_names_every_setting_with_its_default(tmp_path: Path) -> None:
+    """config/autoflow.env documents every variable Settings reads, and its values are the defaults."""
+    import re
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "config" / "autoflow.env").read_text()
+    documented = dict(re.findall(r"^([A-Z_]+)=(.*)$", text, flags=re.M))
+    source = (repo / "autoflow" / "settings.py").read_text()
+    read = set(re.findall(r'"((?:AUTOFLOW|FLOWAPI|SSL)_[A-Z_]+)"', source)) - {"AUTOFLOW_DB_PASSWORD", "FLOWAPI_TOKEN"}
+    assert read <= documented.keys(), f"not in config/autoflow.env: {sorted(read - documented.keys())}"
+    assert not {"AUTOFLOW_DB_PASSWORD", "FLOWAPI_TOKEN"} & documented.keys(), "secrets do not belong in an env file"
+    from_file = Settings.from_env({**documented, "AUTOFLOW_SECRETS_DIR": str(tmp_path)})
+    defaults = Settings.from_env({k: documented[k] for k in ("AUTOFLOW_INPUTS_DIR", "AUTOFLOW_OUTPUTS_DIR")} | {"AUTOFLOW_SECRETS_DIR": str(tmp_path)})
+    assert from_file == defaults
