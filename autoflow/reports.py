@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,35 @@ def check_report_tools() -> None:
         )
 
 
+#: a report's working folder older than this (seconds) was left by a process that died
+STALE_WORKSPACE_SECONDS = 3600.0
+WORKSPACE_PREFIX = ".autoflow-report-"
+
+
+def sweep_stale_workspaces(reports_dir: Path, *, older_than: float = STALE_WORKSPACE_SECONDS) -> int:
+    """Remove report working folders a killed process left in ``reports_dir``; returns how many.
+
+    Only folders untouched for ``older_than`` seconds go, so conversions running in another
+    AutoFlow process that shares the outputs directory are left alone.
+    """
+    removed = 0
+    cutoff = time.time() - older_than
+    try:
+        candidates = [p for p in Path(reports_dir).glob(f"{WORKSPACE_PREFIX}*") if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return 0
+    for path in candidates:
+        try:
+            if path.stat().st_mtime < cutoff:
+                shutil.rmtree(path)
+                removed += 1
+        except OSError as exc:
+            log.warning("cannot remove the unfinished report folder %s: %s", path, exc.strerror or exc)
+    if removed:
+        log.info("removed %d unfinished report folder(s) left in %s by a stopped AutoFlow process", removed, reports_dir)
+    return removed
+
+
 def export_pdf(
     notebook_path: Path,
     pdf_path: Path,
@@ -104,7 +134,7 @@ def export_pdf(
         pdf_path.parent.mkdir(parents=True, exist_ok=True)
         # Work beside the PDF, not in /tmp: the finished file is renamed into place (never seen
         # half-written), and a process killed meanwhile leaves its scraps in the outputs directory.
-        workspace = tempfile.TemporaryDirectory(prefix=".autoflow-report-", dir=pdf_path.parent)
+        workspace = tempfile.TemporaryDirectory(prefix=WORKSPACE_PREFIX, dir=pdf_path.parent)
     except OSError as exc:
         raise ReportError(f"cannot write the report of {name} to {pdf_path}: {exc.strerror}") from None
     with workspace as tmp:

@@ -50,9 +50,10 @@ class Service:
         settings = self.settings
         prepare_outputs(settings)
         if needs_reports(self.config):
-            from autoflow.reports import check_report_tools
+            from autoflow.reports import check_report_tools, sweep_stale_workspaces
 
             check_report_tools()
+            sweep_stale_workspaces(settings.reports_dir)
         with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked) as store:
             store.upgrade()
             log.info("run history: %s", settings.db_url_masked)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nbformat
 
 from autoflow.reports import literal_block, prepare_notebook
@@ -121,3 +123,24 @@ def test_literal_block_cannot_be_closed_or_turned_into_an_include() -> None:
     assert lines[0] == "[subs=specialchars]"
     assert lines[1] == lines[-1] == "......."  # longer than any run of dots inside
     assert "\\include::/etc/passwd[]" in lines
+
+
+def test_only_stale_report_workspaces_are_swept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from autoflow.reports import sweep_stale_workspaces
+
+    stale = tmp_path / ".autoflow-report-dead"
+    (stale / "images").mkdir(parents=True)
+    (stale / "report.adoc").write_text("= half done")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    busy = tmp_path / ".autoflow-report-busy"  # another process converting right now
+    busy.mkdir()
+    report = tmp_path / "old-report.pdf"
+    report.write_bytes(b"%PDF-1.4")
+    os.utime(report, (old, old))
+    assert sweep_stale_workspaces(tmp_path) == 1
+    assert not stale.exists() and busy.is_dir() and report.is_file()
+    assert sweep_stale_workspaces(tmp_path / "missing") == 0
