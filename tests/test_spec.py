@@ -347,3 +347,11 @@ def test_control_characters_in_names_stay_on_one_line(inputs: Path) -> None:
     found = problems(inputs, VALID.replace("    notebooks:\n", '    "bad\\nkey": 1\n    notebooks:\n', 1))
     assert any("unknown key 'bad\\nkey'" in p for p in found), found
     assert all("\n" not in p for p in found)
+
+
+def test_file_names_that_no_file_can_have(inputs: Path) -> None:
+    os.symlink(inputs / "loop", inputs / "loop")
+    assert has(problems(inputs, VALID.replace("filename: a.ipynb", 'filename: "a.ipynb\\0"')), 5, "control character '\\x00'")
+    assert has(problems(inputs, VALID.replace("custom.tpl", '"custom\\ttpl"')), 17, "report template", "control character '\\t'")
+    assert has(problems(inputs, VALID.replace("filename: a.ipynb", "filename: loop/a.ipynb")), 5, "cannot be used as a file name", "loop")
+    assert has(problems(inputs, VALID.replace("filename: a.ipynb", f"filename: {'x' * 5000}.ipynb")), 5, "cannot be used as a file name")

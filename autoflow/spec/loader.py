@@ -111,10 +111,22 @@ class _Checker:
             self.add(node.pos, f"{what} must be a file name (a string), not {type_name(node.value)}")
             return None
         name = str(node.value)
+        control = next((c for c in name if ord(c) < 0x20 or ord(c) == 0x7F), None)
+        if control is not None:
+            self.add(node.pos, f"{what} {name!r} contains the control character {control!r}; file names cannot")
+            return None
         if os.path.isabs(name):
             self.add(node.pos, f"{what} '{name}' is an absolute path; give a path relative to the inputs directory")
             return None
         path = self.inputs_dir / name
+        try:
+            return self._existing_input(node, what, name, path, suffixes)
+        except (OSError, RuntimeError, ValueError) as exc:  # too long, a link loop...
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.add(node.pos, f"{what} '{name}' cannot be used as a file name: {reason}")
+            return None
+
+    def _existing_input(self, node: Node, what: str, name: str, path: Path, suffixes: tuple[str, ...]) -> Path | None:
         real = path.resolve()
         if not real.is_relative_to(self.real_inputs_dir):
             self.add(
