@@ -5,20 +5,24 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Protocol
 
 from autoflow.parameters import from_typed_json, to_json_safe
 
 
-class PriorState(NamedTuple):
+class PriorState(Protocol):
     """The part of a run's latest attempt that planning reads (see ``RunStore.latest_states``)."""
 
-    state: str
-    attempt: int
+    @property
+    def state(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
     #: only for running attempts (None otherwise)
-    heartbeat_at: dt.datetime | None
+    @property
+    def heartbeat_at(self) -> dt.datetime | None: ...
     #: the start of the error, only for failed attempts (None otherwise)
-    error: str | None
+    @property
+    def error(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

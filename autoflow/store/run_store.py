@@ -174,7 +174,8 @@ class RunStore:
         )
         with self._transaction("read the latest run attempts") as connection:
             rows = connection.execute(statement).all()
-        return {(row[0], row[1], row[2]): PriorState(row[3], row[4], row[5], row[6]) for row in rows}
+        # the rows themselves have the attributes of PriorState: no object per run to build
+        return {(row[0], row[1], row[2]): row for row in rows}
 
     def claim(
         self,
