@@ -44,6 +44,8 @@ PREFECT_DEFAULTS = {
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
 SERVER_START_TIMEOUT = 180.0
+#: times the temporary server is started again on another port when its port was taken meanwhile
+PORT_RETRIES = 3
 
 
 def configure_environment(environ: MutableMapping[str, str] | None = None) -> None:
@@ -74,6 +76,7 @@ class TemporaryServer:
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.spawned_at = 0.0
+        self._log_offset = 0
 
     @property
     def api_url(self) -> str:
@@ -96,6 +99,7 @@ class TemporaryServer:
         spec = importlib.util.find_spec("prefect")  # not imported: the server starts while AutoFlow imports it
         assert spec is not None and spec.origin is not None
         app_dir = str(Path(spec.origin).parent.parent)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log.info("starting a temporary Prefect server on 127.0.0.1:%d (its log: %s)", self.port, self.log_path)
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
@@ -110,7 +114,15 @@ class TemporaryServer:
         """Wait until the spawned server answers its health check (``timeout`` from its spawn)."""
         assert self.process is not None, "spawn() first"
         deadline = self.spawned_at + timeout
+        respawns = 0
         while time.monotonic() < deadline:
+            if self.process.poll() is not None and respawns < PORT_RETRIES and self._lost_its_port():
+                # another process took the port between _free_port() and the server's bind
+                respawns += 1
+                log.info("port %d was taken meanwhile; starting the temporary Prefect server on another", self.port)
+                self.process, self.port = None, _free_port()
+                self.spawn()
+                continue
             if self.process.poll() is not None:
                 raise AutoFlowError(f"the temporary Prefect server exited with code {self.process.returncode}; see {self.log_path}")
             try:
@@ -125,6 +137,15 @@ class TemporaryServer:
             f"the temporary Prefect server did not start within {timeout:.0f} s; see {self.log_path}, "
             "or set PREFECT_API_URL to a running Prefect server"
         )
+
+    def _lost_its_port(self) -> bool:
+        try:
+            with open(self.log_path, "rb") as log_file:
+                log_file.seek(self._log_offset)
+                said = log_file.read().decode(errors="replace").lower()
+        except OSError:
+            return False
+        return "address already in use" in said or "errno 98" in said
 
     def stop(self) -> None:
         if self.process is None:

@@ -135,6 +135,7 @@ class FakeFlowAPI:
             return self
         self._stopping.clear()
         self._server = _Server(("127.0.0.1", self._port), self)
+        self._port = self._server.server_address[1]  # a restart after stop() serves the same URL
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"FakeFlowAPI:{self._server.server_address[1]}", daemon=True,

@@ -24,7 +24,7 @@ import pytest
 
 from tests.fake_flowapi import FakeFlowAPI
 from tests.faults.conftest import Figures
-from tests.faults.harness import RECORD, Deployment, OwnPostgres, Service, free_port, tracebacks, wait_until
+from tests.faults.harness import RECORD, Deployment, OwnPostgres, Service, tracebacks, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api_url")]
 
@@ -142,7 +142,9 @@ def _all_succeeded(app: Deployment, dates: list[dt.date]) -> Callable[[], bool]:
 
 def flowapi_outage(root: Path, mode: str) -> Outcome:
     outcome = Outcome(f"FlowAPI {mode}")
-    fake = FakeFlowAPI({"calls": [D1, D2]}, port=free_port(), hang_seconds=120).start()
+    # port 0: bound at once (a port picked beforehand could be taken meanwhile by another
+    # service's Prefect server); stop() then start() serve the same port again
+    fake = FakeFlowAPI({"calls": [D1, D2]}, hang_seconds=120).start()
     token = fake.make_token()
     app = Deployment(root, WORKFLOWS, NOTEBOOKS, env={"FLOWAPI_URL": fake.url, "FLOWAPI_TOKEN": token, "AUTOFLOW_TEST_TICK_SECONDS": TICK_SECONDS})
     if mode == "down":
