@@ -5,24 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from autoflow.parameters import from_typed_json, to_json_safe
-
-
-class PriorState(Protocol):
-    """The part of a run's latest attempt that planning reads (see ``RunStore.latest_states``)."""
-
-    @property
-    def state(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
-    #: only for running attempts (None otherwise)
-    @property
-    def heartbeat_at(self) -> dt.datetime | None: ...
-    #: the start of the error, only for failed attempts (None otherwise)
-    @property
-    def error(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from sqlalchemy.engine import Connection
 from autoflow.errors import RunStoreError
 from autoflow.parameters import from_typed_json, params_hash, to_typed_json
 from autoflow.settings import mask_url
-from autoflow.store.attempts import Attempt, PriorState, RunKey, attempt_from_row, encode_date_ranges
+from autoflow.planning import PriorAttempt, RunId
+from autoflow.store.attempts import Attempt, RunKey, attempt_from_row, encode_date_ranges
 from autoflow.store.engine import WRITE, create_engine, one_line, parse_url, unreachable
 from autoflow.store.owners import Owner, is_gone_from_this_host
 from autoflow.store.schema import STATES, TRIGGERS, run_attempts
@@ -143,7 +144,7 @@ class RunStore:
         attempts = (attempt_from_row(row) for row in rows)
         return {attempt.key: attempt for attempt in attempts}
 
-    def latest_states(self, workflows: Collection[str]) -> dict[tuple[str, str, dt.date], PriorState]:
+    def latest_states(self, workflows: Collection[str]) -> dict[RunId, PriorAttempt]:
         """What planning needs of the latest attempt of every run of ``workflows``, in one statement.
 
         Keyed by ``(workflow, params_hash, reference_date)``. Unlike :meth:`latest_attempts` it
@@ -174,7 +175,7 @@ class RunStore:
         )
         with self._transaction("read the latest run attempts") as connection:
             rows = connection.execute(statement).all()
-        # the rows themselves have the attributes of PriorState: no object per run to build
+        # the rows themselves have PriorAttempt's attributes: no object per run to build
         return {(row[0], row[1], row[2]): row for row in rows}
 
     def claim(
