@@ -51,6 +51,9 @@ INJECTED_TAGS = frozenset({"injected-parameters", "papermill-error-cell-tag"})
 KERNEL_HIDDEN_VARIABLES = ("AUTOFLOW_DB_PASSWORD", "AUTOFLOW_DB_URI", "PREFECT_API_KEY")
 #: seconds a kernel may take to start, unless the whole-notebook budget is shorter
 KERNEL_START_TIMEOUT = 60.0
+#: tries at starting a notebook's kernel: one that dies before answering (e.g. a port another
+#: process took between jupyter_client choosing it and the kernel binding it) ran no code yet
+KERNEL_START_ATTEMPTS = 3
 #: output (text, images, ...) one notebook may produce, unless AUTOFLOW_MAX_OUTPUT_MB says otherwise
 DEFAULT_MAX_OUTPUT_BYTES = 50 * 2**20
 
@@ -479,23 +482,40 @@ def execute_notebook(
     budget = _Budget(timeout, max_output_bytes)
     log.debug("executing %s -> %s", input_path, output_path)
     error: NotebookExecutionError | None = None
-    with tempfile.TemporaryFile() as kernel_output:
-        manager = type("_KernelManager", (_EnvironmentKernelManager,), {"kernel_output": kernel_output})
-        try:
-            nb = _with_own_event_loop(lambda: _papermill(input_path, output_path, values, kernel_name, cwd, budget, manager))
-        except Exception as exc:  # noqa: BLE001 - translated below, nothing escapes untyped
-            error = _failure(exc, name, input_path, output_path, budget, record, started)
-        finally:
-            kernel_output.seek(0)
-            text = kernel_output.read().decode(errors="replace").strip()
-            if text:
-                log.debug("kernel process output for %s:\n%s", name, text)
+    for start in range(1, KERNEL_START_ATTEMPTS + 1):
+        with tempfile.TemporaryFile() as kernel_output:
+            manager = type("_KernelManager", (_EnvironmentKernelManager,), {"kernel_output": kernel_output})
+            try:
+                nb = _with_own_event_loop(lambda: _papermill(input_path, output_path, values, kernel_name, cwd, budget, manager))
+            except Exception as exc:  # noqa: BLE001 - translated below, nothing escapes untyped
+                if start < KERNEL_START_ATTEMPTS and _died_while_starting(exc, budget):
+                    log.warning(
+                        "notebook %s: its kernel died while starting (%s); starting another (try %d of %d)",
+                        name, _one_line(str(exc), 200), start + 1, KERNEL_START_ATTEMPTS,
+                    )  # fmt: skip
+                    continue
+                error = _failure(exc, name, input_path, output_path, budget, record, started)
+            finally:
+                kernel_output.seek(0)
+                text = kernel_output.read().decode(errors="replace").strip()
+                if text:
+                    log.debug("kernel process output for %s:\n%s", name, redact_text(text))
+        break
     if error is None and budget.output_exceeded:  # the notebook ignored the interrupt and ran to its end
         error = _failure(None, name, input_path, output_path, budget, record, started)
     if error is not None:
         raise error
     _stamp(nb, output_path, record, started, None)
     return output_path
+
+
+def _died_while_starting(exc: Exception, budget: _Budget) -> bool:
+    """Whether the kernel died before running any cell (so starting another is safe)."""
+    if budget.current_cell is not None or budget.expired() or budget.output_bytes:
+        return False
+    if isinstance(exc, DeadKernelError):
+        return True
+    return isinstance(exc, RuntimeError) and "kernel died before replying to kernel_info" in str(exc).lower()
 
 
 def _papermill(

@@ -309,3 +309,49 @@ def test_secrets_printed_by_a_notebook_are_redacted_from_the_output_and_the_erro
     assert token not in str(failure.value) and "Bearer [FLOWAPI_TOKEN redacted]" in str(failure.value)
     assert token not in caplog.text and password not in caplog.text
     assert "wrote AUTOFLOW_DB_PASSWORD and FLOWAPI_TOKEN into its output" in caplog.text
+
+
+FLAKY_KERNEL = """\
+import os, pathlib, sys
+starts = pathlib.Path(sys.argv[1])
+starts.write_text(starts.read_text() + "x" if starts.exists() else "x")
+if len(starts.read_text()) <= int(sys.argv[2]):
+    os._exit(1)  # dies before answering kernel_info, as a kernel whose port was taken does
+os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *sys.argv[3:]])
+"""
+
+
+def flaky_kernelspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failures: int) -> Path:
+    """A kernelspec 'flaky' whose first ``failures`` kernels die at once; returns the start counter."""
+    script, starts = tmp_path / "flaky_kernel.py", tmp_path / "starts"
+    script.write_text(FLAKY_KERNEL)
+    spec_dir = tmp_path / "jupyter-data" / "kernels" / "flaky"
+    spec_dir.mkdir(parents=True)
+    argv = [sys.executable, str(script), str(starts), str(failures), "-f", "{connection_file}"]
+    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Flaky", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+    return starts
+
+
+@pytest.mark.slow
+def test_a_kernel_that_dies_while_starting_is_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    starts = flaky_kernelspec(tmp_path, monkeypatch, failures=1)
+    nb_path = write_notebook(tmp_path / "once.ipynb", "print('ran')  # ONCE", parameters="x = 1")
+    out = tmp_path / "once.out.ipynb"
+    with caplog.at_level(logging.WARNING, logger="autoflow"):
+        execute_notebook(nb_path, out, {"x": 2}, kernel_name="flaky")
+    assert starts.read_text() == "xx"
+    assert stdout_of(nbformat.read(out, as_version=4), "# ONCE") == "ran\n"
+    assert "its kernel died while starting" in caplog.text and "try 2 of 3" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_kernel_that_never_starts_fails_after_three_tries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    starts = flaky_kernelspec(tmp_path, monkeypatch, failures=99)
+    nb_path = write_notebook(tmp_path / "never.ipynb", "print('ran')", parameters="x = 1")
+    with pytest.raises(NotebookExecutionError, match="never.ipynb") as failure:
+        execute_notebook(nb_path, tmp_path / "never.out.ipynb", {}, kernel_name="flaky")
+    assert starts.read_text() == "xxx"
+    assert "kernel" in str(failure.value).lower()
