@@ -313,3 +313,34 @@ def test_the_token_never_leaks(tmp_path: Path, flowapi: FakeFlowAPI) -> None:
             data = path.read_bytes()
             assert not any(part.encode() in data for part in secret_parts), path
     assert "DEBUG" in result.stderr  # the debug log really was on
+
+
+def _prefect(api_url: str, path: str, body: dict[str, object]) -> list[dict[str, object]]:
+    import urllib.request
+
+    request = urllib.request.Request(f"{api_url}/{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        found: list[dict[str, object]] = json.loads(response.read())
+        return found
+
+
+def test_runs_tasks_and_logs_are_in_the_prefect_server(tmp_path: Path, flowapi: FakeFlowAPI, prefect_api_url: str) -> None:
+    app = Deployment(tmp_path, "", flowapi)
+    (app.flags / "2016-01-03.fail").write_text("")
+    assert app.run().returncode == 1
+    attempts = {a.reference_date.isoformat(): a for a in app.history()}
+    assert set(attempts) == {"2016-01-02", "2016-01-03", "2016-01-06"} and all(a.flow_run_id for a in attempts.values())
+    ids = [str(a.flow_run_id) for a in attempts.values()]
+    runs = {r["id"]: r for r in _prefect(prefect_api_url, "flow_runs/filter", {"flow_runs": {"id": {"any_": ids}}})}
+    assert set(runs) == set(ids)
+    for day, attempt in attempts.items():
+        run = runs[str(attempt.flow_run_id)]
+        assert run["name"] == f"daily-{day}"
+        assert run["parent_task_run_id"] is None  # a top-level flow run, not a subflow of the tick
+        assert run["state_type"] == ("FAILED" if day == "2016-01-03" else "COMPLETED")
+        tasks = _prefect(prefect_api_url, "task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}})
+        assert [t["name"] for t in tasks] == ["work"] and tasks[0]["state_type"] == run["state_type"]
+        logs = _prefect(prefect_api_url, "logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}})
+        assert any("notebook work" in str(line["message"]) for line in logs), logs
+    ticks = _prefect(prefect_api_url, "flows/filter", {"flows": {"name": {"any_": ["available-dates-sensor", "workflow-run"]}}})
+    assert {f["name"] for f in ticks} == {"available-dates-sensor", "workflow-run"}
