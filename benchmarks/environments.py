@@ -23,7 +23,7 @@ PLOOMBER_VERSION = "0.23.3"
 #: packages whose versions Ploomber's kernels must share with AutoFlow's
 KERNEL_PACKAGES = ("pandas", "matplotlib", "scrapbook", "ipykernel", "papermill", "nbclient", "nbformat",
                    "jupyter-client", "numpy", "pyzmq", "tornado", "ipython")  # fmt: skip
-TOOLS = ("py-spy>=0.4,<0.5",)
+TOOLS = ("py-spy==0.4.3",)  # exact, like every other version the benchmarks run
 BASE_PYTHON = "python3.11"
 
 
