@@ -14,6 +14,7 @@ from types import FrameType
 
 from autoflow.flows import close_stores, remember_config
 from autoflow.heartbeat import HeartbeatWriter
+from autoflow.native_memory import release_free_memory
 from autoflow.prefect_env import prefect_api
 from autoflow.sensor import Sensor, TickResult, run_tick
 from autoflow.settings import Settings
@@ -87,6 +88,7 @@ class Service:
                 break
             self._beat("ticking")
             run_tick(sensor)
+            release_free_memory()  # else an idle service's RSS creeps up (heap fragmentation)
         log.info("stopped")
         return 0
 

@@ -29,6 +29,7 @@ class Config:
     b3_cli_repeats: int
     b4_repeats: int
     idle_ticks: int
+    tracemalloc: bool = False
     max_parallel_runs: int = 2
     process_timeout: float = 1800.0
 

@@ -20,7 +20,8 @@ def run(bench: Bench) -> dict[str, Any]:
     result_file = out / "result.json"
     env = bench.autoflow_env(out, api=True)
     env["PYTHONPATH"] = str(REPO)
-    proc = run_process([PYTHON, "-m", "benchmarks.idle_ticks", str(bench.cfg.idle_ticks), str(result_file)], env=env, cwd=REPO,
+    command = [PYTHON, "-m", "benchmarks.idle_ticks", str(bench.cfg.idle_ticks), str(result_file)] + (["--tracemalloc"] if bench.cfg.tracemalloc else [])
+    proc = run_process(command, env=env, cwd=REPO,
                        timeout=bench.cfg.process_timeout, log_file=bench.work / "idle-ticks.log")  # fmt: skip
     if not result_file.is_file():
         bench.error(f"idle ticks: exit {proc.returncode}, no result; log {bench.work / 'idle-ticks.log'}")
@@ -44,6 +45,11 @@ def run(bench: Bench) -> dict[str, Any]:
         "growth_mib_after_settling": round(rss[fifty] - rss[settle], 1) if n else None,
         "growth_kib_per_tick_after_settling": round((rss[fifty] - rss[settle]) * 1024 / max(fifty - settle, 1), 1) if n else None,
         "process_wall": round(proc.wall, 2),
+        "rss_mib_every_tick": [round(r, 1) for r in rss],
     }
+    if "traced_after_tick" in data:
+        traced = [t / MIB for t in data["traced_after_tick"]]
+        result["traced_mib_after_tick"] = {str(i + 1): round(traced[i], 2) for i in sorted({0, settle, fifty, n // 2, n - 1}) if i < n}
+        result["traced_growth_after_tick_50"] = data["traced_growth"]
     log(f"idle ticks: {n} ticks, RSS {rss[0]:.0f} -> {rss[-1]:.0f} MiB, median tick {result['tick_seconds'].get('median')} s")
     return result
