@@ -1,10 +1,10 @@
 """Hand memory the process freed back to the operating system between ticks.
 
 A tick allocates and frees a few MiB (HTTP, SQL rows, Prefect's flow-run machinery) in
-short-lived threads. glibc keeps freed blocks in its heaps for reuse, and heaps fragment, so
-without a trim the resident size of an idle service crept up by about 45 KiB per tick (16.6 MiB
-over 350 idle ticks, with Python's own allocations flat under tracemalloc; see
-benchmarks/README.md). ``malloc_trim(0)`` returns the free pages; it takes a few milliseconds.
+short-lived threads. glibc keeps freed blocks in its heaps for reuse, so an idle service's
+resident size rises in steps even though Python's own allocations stay flat (tracemalloc) and
+no thread is left behind. ``malloc_trim(0)`` hands the free pages back; it takes a few
+milliseconds once per tick. It does not remove all the rise: see benchmarks/README.md, Memory.
 """
 
 from __future__ import annotations
