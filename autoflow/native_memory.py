@@ -10,30 +10,25 @@ milliseconds once per tick. It does not remove all the rise: see benchmarks/READ
 from __future__ import annotations
 
 import ctypes
-import logging
+import functools
 from typing import Any
 
-log = logging.getLogger(__name__)
 
-_trim: Any = None
-_looked = False
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
 
 
 def release_free_memory() -> bool:
     """Return freed heap memory to the OS (glibc only); whether it could be done."""
-    global _trim, _looked
-    if not _looked:
-        _looked = True
-        try:
-            _trim = ctypes.CDLL(None).malloc_trim  # not on musl or macOS: nothing to do there
-            _trim.argtypes, _trim.restype = [ctypes.c_size_t], ctypes.c_int
-        except (OSError, AttributeError):
-            _trim = None
-    if _trim is None:
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    try:
-        _trim(0)
-    except OSError as exc:  # pragma: no cover - a libc call that cannot fail in practice
-        log.debug("malloc_trim failed: %s", exc)
-        return False
+    trim(0)
     return True
