@@ -5,9 +5,9 @@
 A scheduled service ('* * * * *') would need N minutes for N ticks, so this does what
 ``Service._loop`` does between cron waits: ``run_tick(sensor)`` then ``release_free_memory()``,
 on one Sensor, one RunStore and one Prefect API for the whole process (the service's own
-objects, built the way ``Service.run`` builds them). Before the first tick every due run is recorded as succeeded in
-the run history, so each tick asks the date source, reads the history, plans, and finds
-nothing due. The RSS of the process is read after every tick. With --tracemalloc, Python's
+objects, built the way ``Service.run`` builds them). Before the first tick every due run is
+recorded as succeeded in the run history, so each tick asks the date source, reads the
+history, plans, and finds nothing due. The RSS of the process is read after every tick. With --tracemalloc, Python's
 allocations are traced too and the places where traced memory grew from tick 50 to the last
 tick are reported (which tells a leak in Python objects from native memory and allocator
 fragmentation, which RSS alone cannot).

@@ -33,13 +33,18 @@ def run(bench: Bench) -> dict[str, Any]:
     n = len(rss)
     settle = max(min(10, n // 2) - 1, 0)  # after the first ticks' lazy imports and caches (tick 10)
     fifty = min(50, n) - 1  # the issue's "after 50 ticks"; the full run goes on to tick 150 to see whether RSS keeps rising
+
+    def at_ticks(values: list[float], digits: int) -> dict[str, float]:
+        """The values after the first, settling, 50th, middle and last tick, keyed by tick number."""
+        return {str(i + 1): round(values[i], digits) for i in sorted({0, settle, fifty, n // 2, n - 1}) if i < n}
+
     result = {
         "method": "run_tick(sensor) driven in-process (as Service._loop does, without the cron wait); "
         "PREFECT_API_URL = the running server; every due run recorded as succeeded first",
         "ticks": data["ticks"],
         "tick_seconds": summarize(data["tick_seconds"]) | {"values": None},
         "rss_mib_before_first_tick": round(data["rss_before_first_tick"] / MIB, 1),
-        "rss_mib_after_tick": {str(i + 1): round(rss[i], 1) for i in sorted({0, settle, fifty, n // 2, n - 1}) if i < n},
+        "rss_mib_after_tick": at_ticks(rss, 1),
         "growth_mib_after_tick_50": round(rss[-1] - rss[fifty], 1) if n > 50 else None,
         "ticks_after_tick_50": max(n - 50, 0),
         "growth_mib_after_settling": round(rss[fifty] - rss[settle], 1) if n else None,
@@ -48,8 +53,7 @@ def run(bench: Bench) -> dict[str, Any]:
         "rss_mib_every_tick": [round(r, 1) for r in rss],
     }
     if "traced_after_tick" in data:
-        traced = [t / MIB for t in data["traced_after_tick"]]
-        result["traced_mib_after_tick"] = {str(i + 1): round(traced[i], 2) for i in sorted({0, settle, fifty, n // 2, n - 1}) if i < n}
+        result["traced_mib_after_tick"] = at_ticks([t / MIB for t in data["traced_after_tick"]], 2)
         result["traced_growth_after_tick_50"] = data["traced_growth"]
     log(f"idle ticks: {n} ticks, RSS {rss[0]:.0f} -> {rss[-1]:.0f} MiB, median tick {result['tick_seconds'].get('median')} s")
     return result
