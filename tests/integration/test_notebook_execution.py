@@ -157,18 +157,20 @@ def test_whole_notebook_timeout_stops_the_kernel(tmp_path: Path) -> None:
     assert caught.value.cell is not None and caught.value.cell >= 3
 
 
+def user_kernelspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, argv: list[str]) -> None:
+    """A user-level kernelspec ``name`` starting ``argv``, in a Jupyter data dir under tmp_path."""
+    spec_dir = tmp_path / "jupyter-data" / "kernels" / name
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": name, "language": "python"}))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+
+
 def test_kernel_is_this_environments_python_even_with_another_python3_kernelspec(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a user-level "python3" kernelspec pointing elsewhere, found before the environment's own
     # (as it is outside a virtualenv, or with JUPYTER_PREFER_ENV_PATH=0)
-    data_dir = tmp_path / "jupyter-data"
-    spec_dir = data_dir / "kernels" / "python3"
-    spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(
-        json.dumps({"argv": ["/bin/false", "{connection_file}"], "display_name": "Elsewhere", "language": "python"})
-    )
-    monkeypatch.setenv("JUPYTER_DATA_DIR", str(data_dir))
+    user_kernelspec(tmp_path, monkeypatch, "python3", ["/bin/false", "{connection_file}"])
     monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "0")
     nb_path = write_notebook(tmp_path / "which.ipynb", "import sys\nprint(sys.executable, sys.prefix)  # WHICH")
     out = tmp_path / "which.out.ipynb"
@@ -325,11 +327,7 @@ def flaky_kernelspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failures: 
     """A kernelspec 'flaky' whose first ``failures`` kernels die at once; returns the start counter."""
     script, starts = tmp_path / "flaky_kernel.py", tmp_path / "starts"
     script.write_text(FLAKY_KERNEL)
-    spec_dir = tmp_path / "jupyter-data" / "kernels" / "flaky"
-    spec_dir.mkdir(parents=True)
-    argv = [sys.executable, str(script), str(starts), str(failures), "-f", "{connection_file}"]
-    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Flaky", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+    user_kernelspec(tmp_path, monkeypatch, "flaky", [sys.executable, str(script), str(starts), str(failures), "-f", "{connection_file}"])
     return starts
 
 
