@@ -103,6 +103,10 @@ class Settings:
     run_lease_seconds: float = 300.0
     stop_grace_seconds: float = 60.0
     max_output_mb: float = 50.0
+    #: seconds a notebook's kernel may take to start (per try) before the try counts as failed
+    kernel_start_timeout: float = 60.0
+    #: seconds a notebook may run, kernel start included, when workflows.yml gives it no ``timeout``
+    notebook_timeout: float = 6 * 3600.0
     secrets_dir: Path = DEFAULT_SECRETS_DIR
 
     @classmethod
@@ -134,6 +138,8 @@ class Settings:
             run_lease_seconds=_positive_number(env, "AUTOFLOW_RUN_LEASE_SECONDS", 300.0, integer=False),
             stop_grace_seconds=_positive_number(env, "AUTOFLOW_STOP_GRACE_SECONDS", 60.0, integer=False),
             max_output_mb=_positive_number(env, "AUTOFLOW_MAX_OUTPUT_MB", 50.0, integer=False),
+            kernel_start_timeout=_positive_number(env, "AUTOFLOW_KERNEL_START_TIMEOUT", 60.0, integer=False),
+            notebook_timeout=_positive_number(env, "AUTOFLOW_NOTEBOOK_TIMEOUT", 6 * 3600.0, integer=False),
             secrets_dir=secrets_dir,
         )
 
