@@ -249,7 +249,7 @@ def test_notebook_parameter_referring_to_nothing(inputs: Path) -> None:
 def test_workflow_not_in_sensor_may_take_any_parameters(inputs: Path) -> None:
     text = VALID.replace(
         "available_dates_sensor:",
-        "  - name: manual\n    notebooks:\n      x: {filename: a.ipynb, parameters: {p: anything}}\navailable_dates_sensor:",
+        "  - name: manual\n    notebooks:\n      x: {filename: a.ipynb, parameters: {country: anything}}\navailable_dates_sensor:",
     )
     assert load(inputs, text).workflows["manual"].workflow_parameters == {"anything"}
 

@@ -29,6 +29,7 @@ from autoflow.spec.models import (
     WorkflowSpec,
     frozen_map,
 )
+from autoflow.spec.notebook_parameters import HOW_TO_TAG, parameters_cell
 from autoflow.spec.schedule import cron_problem
 from autoflow.spec.yamlfile import MAX_FILE_BYTES, Node, YAMLFileError, check_size, parse, to_plain, type_name
 
@@ -147,7 +148,8 @@ class _Checker:
             return None
         return real
 
-    def notebook_file(self, node: Node, label: str) -> Path | None:
+    def notebook_file(self, node: Node, label: str) -> tuple[Path, dict[str, Any]] | None:
+        """The notebook's resolved path and JSON content, or a problem and None."""
         path = self.input_file(node, f"notebook '{label}' filename", (".ipynb",))
         if path is None:
             return None
@@ -169,7 +171,38 @@ class _Checker:
                 "save it from Jupyter",
             )
             return None
-        return path
+        return path, content
+
+    def notebook_contract(
+        self, node: Node, label: str, content: dict[str, Any], passed: dict[str, Position]
+    ) -> tuple[str, ...] | None:
+        """Check the notebook's ``parameters`` cell defines every name in ``passed`` (name -> key position).
+
+        Returns the names the cell defines (None when it has none or its language can't be inspected).
+        """
+        shown = self.inputs_dir / str(node.value)
+        cell = parameters_cell(content)
+        if cell is None:
+            if passed:
+                self.add(
+                    node.pos,
+                    f"notebook '{label}' ({shown}) has no cell tagged 'parameters', so the values workflows.yml "
+                    f"passes it ({_quote_list(passed)}) would be overwritten by the notebook's own assignments; "
+                    f"tag the cell that assigns them: {HOW_TO_TAG}",
+                )
+            return None
+        if cell.names is None:
+            return None
+        for name, pos in passed.items():
+            if name not in cell.names:
+                close = difflib.get_close_matches(name, cell.names, n=1, cutoff=0.6)
+                fix = (
+                    f"did you mean '{close[0]}'?"
+                    if close
+                    else f"add it to the notebook's parameters cell (it defines {_quote_list(cell.names) or 'nothing'})"
+                )
+                self.add(pos, f"workflows.yml passes '{name}' to notebook '{label}' but {shown} does not define it in its parameters cell; {fix}")
+        return cell.names
 
 
 def load_config(inputs_dir: Path, *, display_name: str | None = None) -> AutoFlowConfig:
@@ -282,9 +315,10 @@ def _notebook(check: _Checker, node: Node, label: str, workflow: str, labels: li
     if not check.mapping(node, what, NOTEBOOK_KEYS):
         return None
     before = len(check.problems)
-    path = check.notebook_file(node.child("filename"), label) if "filename" in node.value else None
+    file = check.notebook_file(node.child("filename"), label) if "filename" in node.value else None
     parameters: dict[str, str] = {}
     positions: dict[str, Position] = {}
+    key_positions: dict[str, Position] = {}
     if "parameters" in node.value:
         params = node.child("parameters")
         if params.value is None:
@@ -306,6 +340,8 @@ def _notebook(check: _Checker, node: Node, label: str, workflow: str, labels: li
                 else:
                     parameters[name] = str(value.value)
                     positions[name] = value.pos
+                if isinstance(name, str) and name.isidentifier():
+                    key_positions[name] = params.key_pos(name)
     output = _output(check, node.child("output"), what) if "output" in node.value else None
     timeout: float | None = None
     if "timeout" in node.value:
@@ -322,18 +358,20 @@ def _notebook(check: _Checker, node: Node, label: str, workflow: str, labels: li
             check.add(r.pos, f"'retries' of {what} must be a whole number 0 or more, not {r.value!r}")
         else:
             retries = int(r.value)
-    if len(check.problems) > before or path is None:
+    declared = check.notebook_contract(node.child("filename"), label, file[1], key_positions) if file else None
+    if len(check.problems) > before or file is None:
         return None
     return NotebookSpec(
         label=label,
         filename=str(node.value["filename"]),
-        path=path,
+        path=file[0],
         parameters=frozen_map(parameters),
         output=output,
         timeout=timeout,
         retries=retries,
         position=node.pos,
         parameter_positions=frozen_map(positions),
+        declared_parameters=declared,
     )
 
 

@@ -1,0 +1,97 @@
+"""A notebook's ``parameters`` cell as papermill reads it, without a kernel.
+
+papermill injects values in a new cell right after the first cell tagged ``parameters``; with no
+such cell it injects them at the top, where the notebook's own assignments overwrite them. The
+loader uses this to check the contract between workflows.yml and each notebook at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PARAMETERS_TAG = "parameters"
+#: how to tag a cell, for error messages
+HOW_TO_TAG = (
+    "in JupyterLab 4 select the cell that assigns the defaults, open the property inspector "
+    "(the gear icon, 'Common Tools') and add 'parameters' under Cell Tags"
+)
+_LIGHT_PACKAGE = "_autoflow_papermill"
+
+
+@dataclass(frozen=True)
+class ParametersCell:
+    """The first cell tagged ``parameters``: its index and the names papermill finds in it."""
+
+    index: int
+    #: names assigned in the cell, in order; None when papermill cannot inspect the language
+    names: tuple[str, ...] | None
+
+
+def _translators() -> Any:
+    """papermill's translator registry (what ``papermill.inspection`` uses).
+
+    Importing ``papermill`` itself takes about a second (its engines and I/O handlers pull in
+    nbclient, jupyter_client, pyarrow...), which ``autoflow validate`` cannot afford; the
+    translators need none of that, so when papermill is not loaded yet its ``translators``
+    module is loaded on its own, under a private package name.
+    """
+    loaded = sys.modules.get("papermill.translators")
+    if loaded is None:
+        loaded = sys.modules.get(f"{_LIGHT_PACKAGE}.translators")
+    if loaded is None:
+        try:
+            spec = importlib.util.find_spec("papermill")
+            if spec is None or not spec.submodule_search_locations:
+                raise ImportError("papermill")
+            package = types.ModuleType(_LIGHT_PACKAGE)
+            package.__path__ = list(spec.submodule_search_locations)
+            sys.modules[_LIGHT_PACKAGE] = package
+            loaded = importlib.import_module(f"{_LIGHT_PACKAGE}.translators")
+        except Exception:  # a papermill laid out differently: pay for the full import
+            sys.modules.pop(_LIGHT_PACKAGE, None)
+            import papermill.translators as loaded
+    return loaded.papermill_translators
+
+
+def _source(cell: Mapping[str, Any]) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def parameters_cell(notebook: Mapping[str, Any]) -> ParametersCell | None:
+    """The notebook's (JSON content's) first cell tagged ``parameters``, or None when none is."""
+    cells = notebook.get("cells")
+    index = next(
+        (
+            i
+            for i, cell in enumerate(cells if isinstance(cells, list) else ())
+            if isinstance(cell, dict)
+            and isinstance(cell.get("metadata"), dict)
+            and isinstance(cell["metadata"].get("tags"), list)
+            and PARAMETERS_TAG in cell["metadata"]["tags"]
+        ),
+        -1,
+    )
+    if index < 0:
+        return None
+    metadata = notebook.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    kernelspec = metadata.get("kernelspec") if isinstance(metadata.get("kernelspec"), dict) else {}
+    language_info = metadata.get("language_info") if isinstance(metadata.get("language_info"), dict) else {}
+    kernel_name = kernelspec.get("name") or "python3"
+    language = language_info.get("name") or kernelspec.get("language") or "python"
+    try:
+        translator = _translators().find_translator(kernel_name, language)
+        found = translator.inspect({"source": _source(cells[index])})
+    except Exception:  # no translator for the language, or it cannot inspect: names unknown
+        return ParametersCell(index, None)
+    return ParametersCell(index, tuple(dict.fromkeys(p.name for p in found)))
+
+
+__all__ = ["HOW_TO_TAG", "PARAMETERS_TAG", "ParametersCell", "parameters_cell"]
