@@ -12,7 +12,7 @@ from autoflow import DateStencil
 from autoflow.errors import ConfigError
 from autoflow.spec.loader import load_config, load_config_text
 from autoflow.spec.models import AutoFlowConfig
-from tests.configs import NOTEBOOK, VALID, make_inputs
+from tests.configs import NOTEBOOK, VALID, make_inputs, notebook_with_parameters
 
 @pytest.fixture
 def inputs(tmp_path: Path) -> Path:
@@ -355,3 +355,41 @@ def test_file_names_that_no_file_can_have(inputs: Path) -> None:
     assert has(problems(inputs, VALID.replace("custom.tpl", '"custom\\ttpl"')), 17, "report template", "control character '\\t'")
     assert has(problems(inputs, VALID.replace("filename: a.ipynb", "filename: loop/a.ipynb")), 5, "cannot be used as a file name", "loop")
     assert has(problems(inputs, VALID.replace("filename: a.ipynb", f"filename: {'x' * 5000}.ipynb")), 5, "cannot be used as a file name")
+
+
+# -- the notebook contract: papermill's reading of each notebook's parameters cell -------------
+
+
+def test_notebook_without_parameters_cell_is_reported_at_its_filename(inputs: Path) -> None:
+    (inputs / "a.ipynb").write_text(json.dumps({**NOTEBOOK, "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "source": "country = 'x'", "execution_count": None}]}))
+    found = problems(inputs, VALID)
+    assert len(found) == 1
+    assert has(found, 5, "notebook 'run' (a.ipynb)", "no cell tagged 'parameters'", "'country', 'day'", "Cell Tags", col=19)
+
+
+def test_notebook_without_parameters_cell_is_fine_when_nothing_is_passed(inputs: Path) -> None:
+    (inputs / "plain.ipynb").write_text(json.dumps(NOTEBOOK))
+    text = VALID.replace("available_dates_sensor:", "  - name: manual\n    notebooks:\n      x: {filename: plain.ipynb}\navailable_dates_sensor:")
+    notebook = load(inputs, text).workflows["manual"].notebooks["x"]
+    assert notebook.declared_parameters is None and notebook.defaulted_parameters == ()
+
+
+def test_parameter_the_notebook_does_not_define_is_reported_at_its_key(inputs: Path) -> None:
+    (inputs / "a.ipynb").write_text(json.dumps(notebook_with_parameters("country = 'x'\nday = None\nranges = []\nurl = None  # FlowAPI\nchange_threshold = 20")))
+    found = problems(inputs, VALID.replace("          country: country_name", "          change_treshold: country_name"))
+    assert found == [
+        f"workflows.yml:7:11: workflows.yml passes 'change_treshold' to notebook 'run' but a.ipynb "
+        "does not define it in its parameters cell; did you mean 'change_threshold'?"
+    ]
+
+
+def test_parameter_with_no_close_match_lists_what_the_notebook_defines(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("          url: flowapi_url", "          zzz: flowapi_url"))
+    assert has(found, 10, "passes 'zzz'", "defines 'country', 'day', 'ranges', 'url'", col=11)
+
+
+def test_notebook_parameters_nothing_passes_keep_their_defaults(inputs: Path) -> None:
+    (inputs / "b.ipynb").write_text(json.dumps(notebook_with_parameters("upstream = None\nthreshold: float = 0.5\nlabels = {\n  'a': 1,\n}")))
+    report = load(inputs, VALID).workflows["flows"].notebooks["report"]
+    assert report.declared_parameters == ("upstream", "threshold", "labels")
+    assert report.defaulted_parameters == ("threshold", "labels")

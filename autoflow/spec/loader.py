@@ -58,8 +58,10 @@ def _did_you_mean(word: str, candidates: Any) -> str:
 class _Checker:
     """Collects problems while the models are built."""
 
-    def __init__(self, inputs_dir: Path) -> None:
+    def __init__(self, inputs_dir: Path, file: str = CONFIG_FILENAME) -> None:
         self.inputs_dir = inputs_dir
+        #: the inputs directory as messages show it (where the shown workflows.yml lies)
+        self.shown_inputs_dir = Path(file).parent
         self.real_inputs_dir = inputs_dir.resolve()
         self.problems: list[Problem] = []
         #: workflows that are defined but invalid: sensor entries naming them aren't checked further
@@ -180,7 +182,7 @@ class _Checker:
 
         Returns the names the cell defines (None when it has none or its language can't be inspected).
         """
-        shown = self.inputs_dir / str(node.value)
+        shown = self.shown_inputs_dir / str(node.value)
         cell = parameters_cell(content)
         if cell is None:
             if passed:
@@ -236,7 +238,7 @@ def load_config_text(data: bytes, *, inputs_dir: Path, file: str = CONFIG_FILENA
         raise ConfigError(
             [Problem(Position(file, 1, 1), f"{CONFIG_FILENAME} is empty; it needs 'workflows' and 'available_dates_sensor'")]
         )
-    check = _Checker(inputs_dir)
+    check = _Checker(inputs_dir, file)
     workflows: dict[str, WorkflowSpec] = {}
     sensor: SensorSpec | None = None
     if check.mapping(root, CONFIG_FILENAME, TOP_KEYS):
