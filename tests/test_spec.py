@@ -393,3 +393,11 @@ def test_notebook_parameters_nothing_passes_keep_their_defaults(inputs: Path) ->
     report = load(inputs, VALID).workflows["flows"].notebooks["report"]
     assert report.declared_parameters == ("upstream", "threshold", "labels")
     assert report.defaulted_parameters == ("threshold", "labels")
+
+
+def test_notebook_in_a_language_papermill_cannot_inspect_is_only_checked_for_its_tag(inputs: Path) -> None:
+    r_notebook = notebook_with_parameters("country <- 'x'")
+    r_notebook["metadata"] = {"kernelspec": {"name": "ir", "language": "R"}, "language_info": {"name": "R"}}
+    (inputs / "a.ipynb").write_text(json.dumps(r_notebook))
+    run = load(inputs, VALID).workflows["flows"].notebooks["run"]
+    assert run.declared_parameters is None

@@ -41,9 +41,7 @@ def _translators() -> Any:
     translators need none of that, so when papermill is not loaded yet its ``translators``
     module is loaded on its own, under a private package name.
     """
-    loaded = sys.modules.get("papermill.translators")
-    if loaded is None:
-        loaded = sys.modules.get(f"{_LIGHT_PACKAGE}.translators")
+    loaded: Any = sys.modules.get("papermill.translators") or sys.modules.get(f"{_LIGHT_PACKAGE}.translators")
     if loaded is None:
         try:
             spec = importlib.util.find_spec("papermill")
@@ -55,8 +53,12 @@ def _translators() -> Any:
             loaded = importlib.import_module(f"{_LIGHT_PACKAGE}.translators")
         except Exception:  # a papermill laid out differently: pay for the full import
             sys.modules.pop(_LIGHT_PACKAGE, None)
-            import papermill.translators as loaded
+            loaded = importlib.import_module("papermill.translators")
     return loaded.papermill_translators
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _source(cell: Mapping[str, Any]) -> str:
@@ -66,11 +68,12 @@ def _source(cell: Mapping[str, Any]) -> str:
 
 def parameters_cell(notebook: Mapping[str, Any]) -> ParametersCell | None:
     """The notebook's (JSON content's) first cell tagged ``parameters``, or None when none is."""
-    cells = notebook.get("cells")
+    found_cells = notebook.get("cells")
+    cells: list[Any] = found_cells if isinstance(found_cells, list) else []
     index = next(
         (
             i
-            for i, cell in enumerate(cells if isinstance(cells, list) else ())
+            for i, cell in enumerate(cells)
             if isinstance(cell, dict)
             and isinstance(cell.get("metadata"), dict)
             and isinstance(cell["metadata"].get("tags"), list)
@@ -80,10 +83,9 @@ def parameters_cell(notebook: Mapping[str, Any]) -> ParametersCell | None:
     )
     if index < 0:
         return None
-    metadata = notebook.get("metadata")
-    metadata = metadata if isinstance(metadata, dict) else {}
-    kernelspec = metadata.get("kernelspec") if isinstance(metadata.get("kernelspec"), dict) else {}
-    language_info = metadata.get("language_info") if isinstance(metadata.get("language_info"), dict) else {}
+    metadata = _mapping(notebook.get("metadata"))
+    kernelspec = _mapping(metadata.get("kernelspec"))
+    language_info = _mapping(metadata.get("language_info"))
     kernel_name = kernelspec.get("name") or "python3"
     language = language_info.get("name") or kernelspec.get("language") or "python"
     try:
