@@ -114,8 +114,20 @@ def test_unknown_keys_with_suggestion(inputs: Path) -> None:
     text = VALID.replace("    notebooks:\n", "    notebook:\n", 1).replace("  schedule:", "  schedul:")
     found = problems(inputs, text)
     assert has(found, 3, "unknown key 'notebook'", "did you mean 'notebooks'", col=5)
-    assert has(found, 2, "missing the required key 'notebooks'")
     assert has(found, 21, "unknown key 'schedul'", "did you mean 'schedule'", col=3)
+    # one typo, one problem: not also "missing 'notebooks'", nor "workflow 'flows' is not defined"
+    assert len(found) == 2, found
+
+
+def test_misspelt_workflows_section_is_one_problem(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("workflows:\n  - name", "workflow:\n  - name"))
+    assert len(found) == 1, found
+    assert has(found, 1, "unknown key 'workflow'", "did you mean 'workflows'", col=1)
+
+
+def test_workflow_without_notebooks_is_not_called_undefined(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("    notebooks:\n", "    notebooks_: 1\n    unused:\n", 1))
+    assert not any("not defined" in p for p in found), found
 
 
 def test_wrong_types(inputs: Path) -> None:
@@ -226,13 +238,23 @@ def test_sensor_entry_naming_undefined_workflow(inputs: Path) -> None:
 
 def test_sensor_parameter_missing(inputs: Path) -> None:
     found = problems(inputs, VALID.replace("        country_name: Nepal\n", "        {}\n").replace("      parameters:\n        {}", "      parameters: {}"))
-    assert has(found, 24, "missing parameter(s) 'country_name'")
-    assert has(found, 7, "refers to 'country_name'", "not a notebook label")
+    assert found == [
+        "workflows.yml:24:7: sensor entry for workflow 'flows' is missing parameter(s) 'country_name' that its "
+        "notebooks need; add them under 'parameters'"
+    ]
 
 
 def test_sensor_parameter_unused(inputs: Path) -> None:
     found = problems(inputs, VALID.replace("country_name: Nepal", "country_name: Nepal\n        contry_name: x"))
     assert has(found, 27, "parameter 'contry_name' is not used", "did you mean 'country_name'")
+
+
+def test_misspelt_sensor_parameter_is_one_problem(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("country_name: Nepal", "contry_name: Nepal"))
+    assert found == [
+        "workflows.yml:26:9: parameter 'contry_name' is not used by any notebook of workflow 'flows' "
+        "(did you mean 'country_name'?); its notebooks use 'country_name'"
+    ]
 
 
 @pytest.mark.parametrize("name", ["reference_date", "date_ranges", "flowapi_url"])
@@ -244,6 +266,7 @@ def test_sensor_parameter_automatic(inputs: Path, name: str) -> None:
 def test_notebook_parameter_referring_to_nothing(inputs: Path) -> None:
     found = problems(inputs, VALID.replace("upstream: run", "upstream: runn"))
     assert has(found, 14, "refers to 'runn'", "did you mean 'run'", col=21)
+    assert len(found) == 1, found  # not also "sensor entry is missing parameter 'runn'; add it"
 
 
 def test_workflow_not_in_sensor_may_take_any_parameters(inputs: Path) -> None:
