@@ -12,6 +12,7 @@ from autoflow import DateStencil
 from autoflow.errors import ConfigError
 from autoflow.spec.loader import load_config, load_config_text
 from autoflow.spec.models import AutoFlowConfig
+from autoflow.spec.schedule import describe
 from tests.configs import NOTEBOOK, VALID, make_inputs, notebook_with_parameters
 
 @pytest.fixture
@@ -224,6 +225,46 @@ def test_output_format_must_be_pdf(inputs: Path) -> None:
 @pytest.mark.parametrize("cron", ["0 2 * *", "61 * * * *", "every day", "* * * * * * *"])
 def test_invalid_cron(inputs: Path, cron: str) -> None:
     assert has(problems(inputs, VALID.replace('"0 2 * * *"', f'"{cron}"')), 21, "schedule", col=13)
+
+
+@pytest.mark.parametrize(
+    ("cron", "fragment"),
+    [
+        ("0 25 * * *", "schedule '0 25 * * *': hour 25 is out of range 0-23"),
+        ("61 2 * * *", "minute 61 is out of range 0-59"),
+        ("0 2 0 * *", "day of month 0 is out of range 1-31"),
+        ("0 2 * 1-13 *", "month 13 is out of range 1-12"),
+        ("0 2 * * 1,8", "day of week 8 is out of range 0-7"),
+        ("@reboot", "use one of @yearly"),
+    ],
+)
+def test_cron_names_the_field_out_of_range(inputs: Path, cron: str, fragment: str) -> None:
+    found = problems(inputs, VALID.replace('"0 2 * * *"', f'"{cron}"'))
+    assert found == [f"workflows.yml:21:13: {found[0].split(': ', 1)[1]}"] and fragment in found[0]
+
+
+@pytest.mark.parametrize(
+    ("cron", "words"),
+    [
+        ("0 2 * * *", "every day at 02:00 (UTC)"),
+        ("@daily", "every day at 00:00 (UTC)"),
+        ("@midnight", "every day at 00:00 (UTC)"),
+        ("@hourly", "every hour (UTC)"),
+        ("@weekly", "every Sunday at 00:00 (UTC)"),
+        ("@monthly", "every month on day 1 at 00:00 (UTC)"),
+        ("@yearly", "every year on 1 January at 00:00 (UTC)"),
+        ("@annually", "every year on 1 January at 00:00 (UTC)"),
+        ("*/15 * * * *", "every 15 minutes (UTC)"),
+    ],
+)
+def test_schedules_are_described_in_words(inputs: Path, cron: str, words: str) -> None:
+    assert describe(load(inputs, VALID.replace('"0 2 * * *"', f'"{cron}"')).sensor.schedule) == words
+
+
+@pytest.mark.parametrize(("text", "line", "col"), [("workflows:\n\t- name: x\n", 2, 1), ("a:\n  b:\t1\n", 2, 5)])
+def test_tabs_say_indent_with_spaces(inputs: Path, text: str, line: int, col: int) -> None:
+    found = problems(inputs, text)
+    assert found == [f"workflows.yml:{line}:{col}: YAML syntax error: a tab character here; indent with spaces, not tabs (YAML does not allow tabs for indentation)"]
 
 
 def test_schedule_is_required_but_may_be_null(inputs: Path) -> None:
