@@ -465,3 +465,10 @@ def test_notebook_in_a_language_papermill_cannot_inspect_is_only_checked_for_its
     (inputs / "a.ipynb").write_text(json.dumps(r_notebook))
     run = load(inputs, VALID).workflows["flows"].notebooks["run"]
     assert run.declared_parameters is None
+
+
+def test_parameters_cell_with_chained_and_multiline_assignments(inputs: Path) -> None:
+    """papermill's line reader skips lines with two '='; they still define parameters."""
+    cell = "country = day = None\nranges = dict(\n  a=1,\n)  # several lines\nurl: str = 'http://x'\n%matplotlib inline"
+    (inputs / "a.ipynb").write_text(json.dumps(notebook_with_parameters(cell)))
+    assert load(inputs, VALID).workflows["flows"].notebooks["run"].declared_parameters == ("country", "day", "ranges", "url")

@@ -3,12 +3,18 @@
 papermill injects values in a new cell right after the first cell tagged ``parameters``; with no
 such cell it injects them at the top, where the notebook's own assignments overwrite them. The
 loader uses this to check the contract between workflows.yml and each notebook at start-up.
+
+The names come from papermill's own inspector (the translator ``papermill.inspection`` uses);
+for Python, the names a statement like ``a = b = None`` assigns are added, since papermill's
+line-by-line reader skips lines with more than one ``=``.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
+import logging
 import sys
 import types
 from collections.abc import Mapping
@@ -51,6 +57,8 @@ def _translators() -> Any:
             package.__path__ = list(spec.submodule_search_locations)
             sys.modules[_LIGHT_PACKAGE] = package
             loaded = importlib.import_module(f"{_LIGHT_PACKAGE}.translators")
+            # its "Unable to parse line" warnings would reach stderr; _python_assignments covers those lines
+            logging.getLogger(loaded.__name__).setLevel(logging.ERROR)
         except Exception:  # a papermill laid out differently: pay for the full import
             sys.modules.pop(_LIGHT_PACKAGE, None)
             loaded = importlib.import_module("papermill.translators")
@@ -88,12 +96,30 @@ def parameters_cell(notebook: Mapping[str, Any]) -> ParametersCell | None:
     language_info = _mapping(metadata.get("language_info"))
     kernel_name = kernelspec.get("name") or "python3"
     language = language_info.get("name") or kernelspec.get("language") or "python"
+    source = _source(cells[index])
     try:
         translator = _translators().find_translator(kernel_name, language)
-        found = translator.inspect({"source": _source(cells[index])})
+        found = translator.inspect({"source": source})
     except Exception:  # no translator for the language, or it cannot inspect: names unknown
         return ParametersCell(index, None)
-    return ParametersCell(index, tuple(dict.fromkeys(p.name for p in found)))
+    names = [p.name for p in found]
+    if translator.__name__ == "PythonTranslator":
+        names = _python_assignments(source) + names  # in the cell's order
+    return ParametersCell(index, tuple(dict.fromkeys(names)))
+
+
+def _python_assignments(source: str) -> list[str]:
+    """Top-level names a Python cell assigns: papermill's line reader skips ``a = b = 1`` and ``f(x=1)`` lines."""
+    try:
+        tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
+    except (SyntaxError, ValueError):
+        return []
+    names: list[str] = []
+    for statement in tree.body:
+        targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target] if isinstance(statement, ast.AnnAssign) else []
+        for target in targets:
+            names += [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+    return names
 
 
 __all__ = ["HOW_TO_TAG", "PARAMETERS_TAG", "ParametersCell", "parameters_cell"]
