@@ -472,3 +472,8 @@ def test_parameters_cell_with_chained_and_multiline_assignments(inputs: Path) ->
     cell = "country = day = None\nranges = dict(\n  a=1,\n)  # several lines\nurl: str = 'http://x'\n%matplotlib inline"
     (inputs / "a.ipynb").write_text(json.dumps(notebook_with_parameters(cell)))
     assert load(inputs, VALID).workflows["flows"].notebooks["run"].declared_parameters == ("country", "day", "ranges", "url")
+
+
+def test_parameters_cell_that_is_not_valid_python_is_read_by_papermill(inputs: Path) -> None:
+    (inputs / "a.ipynb").write_text(json.dumps(notebook_with_parameters("country = 'x'\nday = None\nranges = {{ template }}\nurl = None")))
+    assert load(inputs, VALID).workflows["flows"].notebooks["run"].declared_parameters == ("country", "day", "ranges", "url")

@@ -4,9 +4,9 @@ papermill injects values in a new cell right after the first cell tagged ``param
 such cell it injects them at the top, where the notebook's own assignments overwrite them. The
 loader uses this to check the contract between workflows.yml and each notebook at start-up.
 
-The names come from papermill's own inspector (the translator ``papermill.inspection`` uses);
-for Python, the names a statement like ``a = b = None`` assigns are added, since papermill's
-line-by-line reader skips lines with more than one ``=``.
+papermill finds the cell and the language's translator, whose inspector (what
+``papermill.inspection`` uses) lists the names; for a Python cell that parses, Python's own
+parser lists them instead, since papermill's line-by-line reader skips ``a = b = None``.
 """
 
 from __future__ import annotations
@@ -104,16 +104,20 @@ def parameters_cell(notebook: Mapping[str, Any]) -> ParametersCell | None:
         return ParametersCell(index, None)
     names = [p.name for p in found]
     if translator.__name__ == "PythonTranslator":
-        names = _python_assignments(source) + names  # in the cell's order
+        names = _python_assignments(source) or names
     return ParametersCell(index, tuple(dict.fromkeys(names)))
 
 
-def _python_assignments(source: str) -> list[str]:
-    """Top-level names a Python cell assigns: papermill's line reader skips ``a = b = 1`` and ``f(x=1)`` lines."""
+def _python_assignments(source: str) -> list[str] | None:
+    """Top-level names a Python cell assigns, or None when it does not parse.
+
+    papermill's line reader skips ``a = b = None`` and takes ``a=1`` inside a multi-line value
+    for a parameter; Python's own parser reads both right.
+    """
     try:
         tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
     except (SyntaxError, ValueError):
-        return []
+        return None
     names: list[str] = []
     for statement in tree.body:
         targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target] if isinstance(statement, ast.AnnAssign) else []
