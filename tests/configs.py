@@ -8,7 +8,7 @@ NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 def notebook_with_parameters(source: str) -> dict[str, object]:
     """A notebook whose only cell, tagged ``parameters``, is ``source``."""
-    cell = {"cell_type": "code", "execution_count": None, "id": "p", "metadata": {"tags": ["parameters"]}, "outputs": [], "source": source}
+    cell: dict[str, object] = {"cell_type": "code", "execution_count": None, "id": "p", "metadata": {"tags": ["parameters"]}, "outputs": [], "source": source}
     return {**NOTEBOOK, "cells": [cell]}
 
 
