@@ -5,6 +5,16 @@ from pathlib import Path
 
 NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
+
+def notebook_with_parameters(source: str) -> dict[str, object]:
+    """A notebook whose only cell, tagged ``parameters``, is ``source``."""
+    cell: dict[str, object] = {"cell_type": "code", "execution_count": None, "id": "p", "metadata": {"tags": ["parameters"]}, "outputs": [], "source": source}
+    return {**NOTEBOOK, "cells": [cell]}
+
+
+#: the parameters cells of the notebooks VALID names
+PARAMETER_CELLS = {"a.ipynb": "country = 'x'\nday = None\nranges = []\nurl = None", "b.ipynb": "upstream = None"}
+
 VALID = """\
 workflows:
   - name: flows
@@ -39,8 +49,8 @@ available_dates_sensor:
 
 def make_inputs(tmp_path: Path) -> Path:
     """An inputs directory with the files VALID names, plus some broken ones."""
-    for name in ("a.ipynb", "b.ipynb"):
-        (tmp_path / name).write_text(json.dumps(NOTEBOOK))
+    for name, source in PARAMETER_CELLS.items():
+        (tmp_path / name).write_text(json.dumps(notebook_with_parameters(source)))
     (tmp_path / "custom.tpl").write_text("{% extends 'asciidoc/index.asciidoc.j2' %}")
     (tmp_path / "not_a_notebook.ipynb").write_text('{"hello": 1}')
     (tmp_path / "broken.ipynb").write_text("{not json")

@@ -1,12 +1,13 @@
 """The command line: exit codes, one-line errors, no tracebacks, and no Prefect import in validate."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.configs import VALID, make_inputs
+from tests.configs import VALID, make_inputs, notebook_with_parameters
 
 
 def autoflow(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -98,3 +99,15 @@ def test_validate_does_not_import_prefect(inputs: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout
+
+
+def test_validate_verbose_lists_parameters_left_at_their_defaults(inputs: Path) -> None:
+    (inputs / "b.ipynb").write_text(json.dumps(notebook_with_parameters("upstream = None\nthreshold = 0.5  # percent")))
+    quiet = autoflow("validate", "--inputs", str(inputs), cwd=inputs)
+    assert quiet.returncode == 0 and "threshold" not in quiet.stdout
+    result = autoflow("validate", "--verbose", "--inputs", str(inputs), cwd=inputs)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        "Notebook parameters workflows.yml does not pass (the notebook's default is used):",
+        "  flows / report (b.ipynb): 'threshold'",
+    ]

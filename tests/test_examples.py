@@ -84,3 +84,22 @@ def _each_day(start: dt.date, end: dt.date) -> list[dt.date]:
 def test_outputs_directory_is_empty_but_kept() -> None:
     outputs = REPO / "examples" / "outputs"
     assert (outputs / ".gitignore").read_text().split() == ["*", "!.gitignore"]
+
+
+def test_validate_rejects_the_local_example_without_its_parameters_tag(tmp_path: Path) -> None:
+    """Untagged, papermill would inject the values at the top and the notebook would overwrite them."""
+    inputs = tmp_path / "local"
+    inputs.mkdir()
+    for name in ("workflows.yml", "analyse_calls.ipynb", "daily_report.ipynb"):
+        (inputs / name).write_bytes((LOCAL_EXAMPLE / name).read_bytes())
+    nb = nbformat.read(inputs / "analyse_calls.ipynb", as_version=4)
+    for cell in nb.cells:
+        cell.metadata["tags"] = [t for t in cell.metadata.get("tags", []) if t != "parameters"]
+    nbformat.write(nb, inputs / "analyse_calls.ipynb")
+    done = subprocess.run(
+        [sys.executable, "-m", "autoflow", "validate", "--inputs", str(inputs)],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("autoflow: error: local/workflows.yml:13:19: notebook 'analysis' (local/analyse_calls.ipynb) has no cell tagged 'parameters'")
+    assert "Cell Tags" in done.stderr and "Traceback" not in done.stderr

@@ -12,7 +12,8 @@ from autoflow import DateStencil
 from autoflow.errors import ConfigError
 from autoflow.spec.loader import load_config, load_config_text
 from autoflow.spec.models import AutoFlowConfig
-from tests.configs import NOTEBOOK, VALID, make_inputs
+from autoflow.spec.schedule import describe
+from tests.configs import NOTEBOOK, VALID, make_inputs, notebook_with_parameters
 
 @pytest.fixture
 def inputs(tmp_path: Path) -> Path:
@@ -114,8 +115,20 @@ def test_unknown_keys_with_suggestion(inputs: Path) -> None:
     text = VALID.replace("    notebooks:\n", "    notebook:\n", 1).replace("  schedule:", "  schedul:")
     found = problems(inputs, text)
     assert has(found, 3, "unknown key 'notebook'", "did you mean 'notebooks'", col=5)
-    assert has(found, 2, "missing the required key 'notebooks'")
     assert has(found, 21, "unknown key 'schedul'", "did you mean 'schedule'", col=3)
+    # one typo, one problem: not also "missing 'notebooks'", nor "workflow 'flows' is not defined"
+    assert len(found) == 2, found
+
+
+def test_misspelt_workflows_section_is_one_problem(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("workflows:\n  - name", "workflow:\n  - name"))
+    assert len(found) == 1, found
+    assert has(found, 1, "unknown key 'workflow'", "did you mean 'workflows'", col=1)
+
+
+def test_workflow_without_notebooks_is_not_called_undefined(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("    notebooks:\n", "    notebooks_: 1\n    unused:\n", 1))
+    assert not any("not defined" in p for p in found), found
 
 
 def test_wrong_types(inputs: Path) -> None:
@@ -214,6 +227,46 @@ def test_invalid_cron(inputs: Path, cron: str) -> None:
     assert has(problems(inputs, VALID.replace('"0 2 * * *"', f'"{cron}"')), 21, "schedule", col=13)
 
 
+@pytest.mark.parametrize(
+    ("cron", "fragment"),
+    [
+        ("0 25 * * *", "schedule '0 25 * * *': hour 25 is out of range 0-23"),
+        ("61 2 * * *", "minute 61 is out of range 0-59"),
+        ("0 2 0 * *", "day of month 0 is out of range 1-31"),
+        ("0 2 * 1-13 *", "month 13 is out of range 1-12"),
+        ("0 2 * * 1,8", "day of week 8 is out of range 0-7"),
+        ("@reboot", "use one of @yearly"),
+    ],
+)
+def test_cron_names_the_field_out_of_range(inputs: Path, cron: str, fragment: str) -> None:
+    found = problems(inputs, VALID.replace('"0 2 * * *"', f'"{cron}"'))
+    assert found == [f"workflows.yml:21:13: {found[0].split(': ', 1)[1]}"] and fragment in found[0]
+
+
+@pytest.mark.parametrize(
+    ("cron", "words"),
+    [
+        ("0 2 * * *", "every day at 02:00 (UTC)"),
+        ("@daily", "every day at 00:00 (UTC)"),
+        ("@midnight", "every day at 00:00 (UTC)"),
+        ("@hourly", "every hour (UTC)"),
+        ("@weekly", "every Sunday at 00:00 (UTC)"),
+        ("@monthly", "every month on day 1 at 00:00 (UTC)"),
+        ("@yearly", "every year on 1 January at 00:00 (UTC)"),
+        ("@annually", "every year on 1 January at 00:00 (UTC)"),
+        ("*/15 * * * *", "every 15 minutes (UTC)"),
+    ],
+)
+def test_schedules_are_described_in_words(inputs: Path, cron: str, words: str) -> None:
+    assert describe(load(inputs, VALID.replace('"0 2 * * *"', f'"{cron}"')).sensor.schedule) == words
+
+
+@pytest.mark.parametrize(("text", "line", "col"), [("workflows:\n\t- name: x\n", 2, 1), ("a:\n  b:\t1\n", 2, 5)])
+def test_tabs_say_indent_with_spaces(inputs: Path, text: str, line: int, col: int) -> None:
+    found = problems(inputs, text)
+    assert found == [f"workflows.yml:{line}:{col}: YAML syntax error: a tab character here; indent with spaces, not tabs (YAML does not allow tabs for indentation)"]
+
+
 def test_schedule_is_required_but_may_be_null(inputs: Path) -> None:
     assert has(problems(inputs, VALID.replace('  schedule: "0 2 * * *"\n', "")), 21, "missing the required key 'schedule'")
     assert load(inputs, VALID.replace('"0 2 * * *"', "null")).sensor.schedule is None
@@ -226,13 +279,23 @@ def test_sensor_entry_naming_undefined_workflow(inputs: Path) -> None:
 
 def test_sensor_parameter_missing(inputs: Path) -> None:
     found = problems(inputs, VALID.replace("        country_name: Nepal\n", "        {}\n").replace("      parameters:\n        {}", "      parameters: {}"))
-    assert has(found, 24, "missing parameter(s) 'country_name'")
-    assert has(found, 7, "refers to 'country_name'", "not a notebook label")
+    assert found == [
+        "workflows.yml:24:7: sensor entry for workflow 'flows' is missing parameter(s) 'country_name' that its "
+        "notebooks need; add them under 'parameters'"
+    ]
 
 
 def test_sensor_parameter_unused(inputs: Path) -> None:
     found = problems(inputs, VALID.replace("country_name: Nepal", "country_name: Nepal\n        contry_name: x"))
     assert has(found, 27, "parameter 'contry_name' is not used", "did you mean 'country_name'")
+
+
+def test_misspelt_sensor_parameter_is_one_problem(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("country_name: Nepal", "contry_name: Nepal"))
+    assert found == [
+        "workflows.yml:26:9: parameter 'contry_name' is not used by any notebook of workflow 'flows' "
+        "(did you mean 'country_name'?); its notebooks use 'country_name'"
+    ]
 
 
 @pytest.mark.parametrize("name", ["reference_date", "date_ranges", "flowapi_url"])
@@ -244,12 +307,13 @@ def test_sensor_parameter_automatic(inputs: Path, name: str) -> None:
 def test_notebook_parameter_referring_to_nothing(inputs: Path) -> None:
     found = problems(inputs, VALID.replace("upstream: run", "upstream: runn"))
     assert has(found, 14, "refers to 'runn'", "did you mean 'run'", col=21)
+    assert len(found) == 1, found  # not also "sensor entry is missing parameter 'runn'; add it"
 
 
 def test_workflow_not_in_sensor_may_take_any_parameters(inputs: Path) -> None:
     text = VALID.replace(
         "available_dates_sensor:",
-        "  - name: manual\n    notebooks:\n      x: {filename: a.ipynb, parameters: {p: anything}}\navailable_dates_sensor:",
+        "  - name: manual\n    notebooks:\n      x: {filename: a.ipynb, parameters: {country: anything}}\navailable_dates_sensor:",
     )
     assert load(inputs, text).workflows["manual"].workflow_parameters == {"anything"}
 
@@ -355,3 +419,61 @@ def test_file_names_that_no_file_can_have(inputs: Path) -> None:
     assert has(problems(inputs, VALID.replace("custom.tpl", '"custom\\ttpl"')), 17, "report template", "control character '\\t'")
     assert has(problems(inputs, VALID.replace("filename: a.ipynb", "filename: loop/a.ipynb")), 5, "cannot be used as a file name", "loop")
     assert has(problems(inputs, VALID.replace("filename: a.ipynb", f"filename: {'x' * 5000}.ipynb")), 5, "cannot be used as a file name")
+
+
+# -- the notebook contract: papermill's reading of each notebook's parameters cell -------------
+
+
+def test_notebook_without_parameters_cell_is_reported_at_its_filename(inputs: Path) -> None:
+    (inputs / "a.ipynb").write_text(json.dumps({**NOTEBOOK, "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "source": "country = 'x'", "execution_count": None}]}))
+    found = problems(inputs, VALID)
+    assert len(found) == 1
+    assert has(found, 5, "notebook 'run' (a.ipynb)", "no cell tagged 'parameters'", "'country', 'day'", "Cell Tags", col=19)
+
+
+def test_notebook_without_parameters_cell_is_fine_when_nothing_is_passed(inputs: Path) -> None:
+    (inputs / "plain.ipynb").write_text(json.dumps(NOTEBOOK))
+    text = VALID.replace("available_dates_sensor:", "  - name: manual\n    notebooks:\n      x: {filename: plain.ipynb}\navailable_dates_sensor:")
+    notebook = load(inputs, text).workflows["manual"].notebooks["x"]
+    assert notebook.declared_parameters is None and notebook.defaulted_parameters == ()
+
+
+def test_parameter_the_notebook_does_not_define_is_reported_at_its_key(inputs: Path) -> None:
+    (inputs / "a.ipynb").write_text(json.dumps(notebook_with_parameters("country = 'x'\nday = None\nranges = []\nurl = None  # FlowAPI\nchange_threshold = 20")))
+    found = problems(inputs, VALID.replace("          country: country_name", "          change_treshold: country_name"))
+    assert found == [
+        f"workflows.yml:7:11: workflows.yml passes 'change_treshold' to notebook 'run' but a.ipynb "
+        "does not define it in its parameters cell; did you mean 'change_threshold'?"
+    ]
+
+
+def test_parameter_with_no_close_match_lists_what_the_notebook_defines(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("          url: flowapi_url", "          zzz: flowapi_url"))
+    assert has(found, 10, "passes 'zzz'", "defines 'country', 'day', 'ranges', 'url'", col=11)
+
+
+def test_notebook_parameters_nothing_passes_keep_their_defaults(inputs: Path) -> None:
+    (inputs / "b.ipynb").write_text(json.dumps(notebook_with_parameters("upstream = None\nthreshold: float = 0.5\nlabels = {\n  'a': 1,\n}")))
+    report = load(inputs, VALID).workflows["flows"].notebooks["report"]
+    assert report.declared_parameters == ("upstream", "threshold", "labels")
+    assert report.defaulted_parameters == ("threshold", "labels")
+
+
+def test_notebook_in_a_language_papermill_cannot_inspect_is_only_checked_for_its_tag(inputs: Path) -> None:
+    r_notebook = notebook_with_parameters("country <- 'x'")
+    r_notebook["metadata"] = {"kernelspec": {"name": "ir", "language": "R"}, "language_info": {"name": "R"}}
+    (inputs / "a.ipynb").write_text(json.dumps(r_notebook))
+    run = load(inputs, VALID).workflows["flows"].notebooks["run"]
+    assert run.declared_parameters is None
+
+
+def test_parameters_cell_with_chained_and_multiline_assignments(inputs: Path) -> None:
+    """papermill's line reader skips lines with two '='; they still define parameters."""
+    cell = "country = day = None\nranges = dict(\n  a=1,\n)  # several lines\nurl: str = 'http://x'\n%matplotlib inline"
+    (inputs / "a.ipynb").write_text(json.dumps(notebook_with_parameters(cell)))
+    assert load(inputs, VALID).workflows["flows"].notebooks["run"].declared_parameters == ("country", "day", "ranges", "url")
+
+
+def test_parameters_cell_that_is_not_valid_python_is_read_by_papermill(inputs: Path) -> None:
+    (inputs / "a.ipynb").write_text(json.dumps(notebook_with_parameters("country = 'x'\nday = None\nranges = {{ template }}\nurl = None")))
+    assert load(inputs, VALID).workflows["flows"].notebooks["run"].declared_parameters == ("country", "day", "ranges", "url")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from autoflow.cli.app import Application
+from autoflow.cli.app import Application, display_path
 from autoflow.spec.models import AutoFlowConfig
 from autoflow.spec.schedule import describe, next_tick
 
@@ -13,7 +13,11 @@ HELP = "check workflows.yml and every file it names; print a summary (exit 2 lis
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    commands.add_parser("validate", help=HELP, description=HELP)
+    parser = commands.add_parser("validate", help=HELP, description=HELP)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="also list the notebook parameters workflows.yml does not pass (their defaults are used)",
+    )  # fmt: skip
 
 
 def _plural(n: int, word: str) -> str:
@@ -43,7 +47,22 @@ def summary(config: AutoFlowConfig, now: dt.datetime) -> str:
     ).replace("entrys", "entries")
 
 
+def defaults_used(config: AutoFlowConfig) -> str:
+    """Lines naming, per notebook, the parameters nothing passes (the notebook's default is used)."""
+    lines = []
+    for wf in config.workflows.values():
+        for nb in wf.notebooks.values():
+            if nb.defaulted_parameters:
+                names = ", ".join(f"'{n}'" for n in nb.defaulted_parameters)
+                lines.append(f"  {wf.name} / {nb.label} ({display_path(nb.path)}): {names}")
+    if not lines:
+        return "workflows.yml passes a value for every notebook parameter."
+    return "\n".join(["Notebook parameters workflows.yml does not pass (the notebook's default is used):", *lines])
+
+
 def run(app: Application, args: argparse.Namespace) -> int:
     config = app.load_config()
     print(summary(config, dt.datetime.now(dt.timezone.utc)))
+    if getattr(args, "verbose", False):
+        print(defaults_used(config))
     return 0

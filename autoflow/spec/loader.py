@@ -29,6 +29,7 @@ from autoflow.spec.models import (
     WorkflowSpec,
     frozen_map,
 )
+from autoflow.spec.notebook_parameters import HOW_TO_TAG, parameters_cell
 from autoflow.spec.schedule import cron_problem
 from autoflow.spec.yamlfile import MAX_FILE_BYTES, Node, YAMLFileError, check_size, parse, to_plain, type_name
 
@@ -57,12 +58,16 @@ def _did_you_mean(word: str, candidates: Any) -> str:
 class _Checker:
     """Collects problems while the models are built."""
 
-    def __init__(self, inputs_dir: Path) -> None:
+    def __init__(self, inputs_dir: Path, file: str = CONFIG_FILENAME) -> None:
         self.inputs_dir = inputs_dir
+        #: the inputs directory as messages show it (where the shown workflows.yml lies)
+        self.shown_inputs_dir = Path(file).parent
         self.real_inputs_dir = inputs_dir.resolve()
         self.problems: list[Problem] = []
         #: workflows that are defined but invalid: sensor entries naming them aren't checked further
         self.broken_workflows: set[str] = set()
+        #: False when some workflow's name could not be read: "not defined" may then be wrong
+        self.workflow_names_known = True
 
     def add(self, pos: Position, message: str) -> None:
         self.problems.append(Problem(pos, message))
@@ -74,15 +79,18 @@ class _Checker:
         if not node.is_mapping:
             self.add(node.pos, f"{what} must be a mapping with keys {_quote_list(keys)}, not {type_name(node.value)}")
             return False
+        suggested: set[str] = set()
         for key in node.value:
             if not isinstance(key, str) or key not in keys:
-                hint = _did_you_mean(key, keys)
+                close = difflib.get_close_matches(str(key), [k for k in keys if k not in node.value], n=1, cutoff=0.6)
+                suggested.update(close)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
                 self.add(
                     node.key_pos(key),
                     f"unknown key '{key}' in {what}{hint}; allowed keys are {_quote_list(keys)}",
                 )
         for key, required in keys.items():
-            if required and key not in node.value:
+            if required and key not in node.value and key not in suggested:  # a misspelt key is reported once
                 self.add(node.pos, f"{what} is missing the required key '{key}'")
         return True
 
@@ -147,7 +155,8 @@ class _Checker:
             return None
         return real
 
-    def notebook_file(self, node: Node, label: str) -> Path | None:
+    def notebook_file(self, node: Node, label: str) -> tuple[Path, dict[str, Any]] | None:
+        """The notebook's resolved path and JSON content, or a problem and None."""
         path = self.input_file(node, f"notebook '{label}' filename", (".ipynb",))
         if path is None:
             return None
@@ -169,7 +178,38 @@ class _Checker:
                 "save it from Jupyter",
             )
             return None
-        return path
+        return path, content
+
+    def notebook_contract(
+        self, node: Node, label: str, content: dict[str, Any], passed: dict[str, Position]
+    ) -> tuple[str, ...] | None:
+        """Check the notebook's ``parameters`` cell defines every name in ``passed`` (name -> key position).
+
+        Returns the names the cell defines (None when it has none or its language can't be inspected).
+        """
+        shown = self.shown_inputs_dir / str(node.value)
+        cell = parameters_cell(content)
+        if cell is None:
+            if passed:
+                self.add(
+                    node.pos,
+                    f"notebook '{label}' ({shown}) has no cell tagged 'parameters', so the values workflows.yml "
+                    f"passes it ({_quote_list(passed)}) would be overwritten by the notebook's own assignments; "
+                    f"tag the cell that assigns them: {HOW_TO_TAG}",
+                )
+            return None
+        if cell.names is None:
+            return None
+        for name, pos in passed.items():
+            if name not in cell.names:
+                close = difflib.get_close_matches(name, cell.names, n=1, cutoff=0.6)
+                fix = (
+                    f"did you mean '{close[0]}'?"
+                    if close
+                    else f"add it to the notebook's parameters cell (it defines {_quote_list(cell.names) or 'nothing'})"
+                )
+                self.add(pos, f"workflows.yml passes '{name}' to notebook '{label}' but {shown} does not define it in its parameters cell; {fix}")
+        return cell.names
 
 
 def load_config(inputs_dir: Path, *, display_name: str | None = None) -> AutoFlowConfig:
@@ -203,12 +243,14 @@ def load_config_text(data: bytes, *, inputs_dir: Path, file: str = CONFIG_FILENA
         raise ConfigError(
             [Problem(Position(file, 1, 1), f"{CONFIG_FILENAME} is empty; it needs 'workflows' and 'available_dates_sensor'")]
         )
-    check = _Checker(inputs_dir)
+    check = _Checker(inputs_dir, file)
     workflows: dict[str, WorkflowSpec] = {}
     sensor: SensorSpec | None = None
     if check.mapping(root, CONFIG_FILENAME, TOP_KEYS):
         if "workflows" in root.value:
             workflows = _workflows(check, root.child("workflows"))
+        else:
+            check.workflow_names_known = False
         if "available_dates_sensor" in root.value:
             sensor = _sensor(check, root.child("available_dates_sensor"), workflows)
     if check.problems or sensor is None:
@@ -223,13 +265,17 @@ def _workflows(check: _Checker, node: Node) -> dict[str, WorkflowSpec]:
     """Valid workflows by name; the names of invalid ones go to ``check.broken_workflows``."""
     if not node.is_sequence or len(node.value) == 0:
         check.add(node.pos, f"'workflows' must be a non-empty list of workflows (each with 'name' and 'notebooks'), not {type_name(node.value)}")
+        check.workflow_names_known = False
         return {}
     workflows: dict[str, WorkflowSpec] = {}
     first_seen: dict[str, Position] = {}
     for item in node.elements():
         if not check.mapping(item, "a workflow", WORKFLOW_KEYS):
+            check.workflow_names_known = False
             continue
         name = check.string(item, "name", "workflow 'name'") if "name" in item.value else None
+        if name is None:
+            check.workflow_names_known = False
         usable = name is not None
         if name is not None and name in first_seen:
             seen = first_seen[name]
@@ -238,6 +284,8 @@ def _workflows(check: _Checker, node: Node) -> dict[str, WorkflowSpec]:
         elif name is not None:
             first_seen[name] = item.child("name").pos
         if "notebooks" not in item.value:
+            if name is not None:
+                check.broken_workflows.add(name)
             continue
         notebooks = _notebooks(check, item.child("notebooks"), name or "?")
         if usable and name is not None and notebooks is not None:
@@ -282,9 +330,10 @@ def _notebook(check: _Checker, node: Node, label: str, workflow: str, labels: li
     if not check.mapping(node, what, NOTEBOOK_KEYS):
         return None
     before = len(check.problems)
-    path = check.notebook_file(node.child("filename"), label) if "filename" in node.value else None
+    file = check.notebook_file(node.child("filename"), label) if "filename" in node.value else None
     parameters: dict[str, str] = {}
     positions: dict[str, Position] = {}
+    key_positions: dict[str, Position] = {}
     if "parameters" in node.value:
         params = node.child("parameters")
         if params.value is None:
@@ -306,6 +355,8 @@ def _notebook(check: _Checker, node: Node, label: str, workflow: str, labels: li
                 else:
                     parameters[name] = str(value.value)
                     positions[name] = value.pos
+                if isinstance(name, str) and name.isidentifier():
+                    key_positions[name] = params.key_pos(name)
     output = _output(check, node.child("output"), what) if "output" in node.value else None
     timeout: float | None = None
     if "timeout" in node.value:
@@ -322,18 +373,20 @@ def _notebook(check: _Checker, node: Node, label: str, workflow: str, labels: li
             check.add(r.pos, f"'retries' of {what} must be a whole number 0 or more, not {r.value!r}")
         else:
             retries = int(r.value)
-    if len(check.problems) > before or path is None:
+    declared = check.notebook_contract(node.child("filename"), label, file[1], key_positions) if file else None
+    if len(check.problems) > before or file is None:
         return None
     return NotebookSpec(
         label=label,
         filename=str(node.value["filename"]),
-        path=path,
+        path=file[0],
         parameters=frozen_map(parameters),
         output=output,
         timeout=timeout,
         retries=retries,
         position=node.pos,
         parameter_positions=frozen_map(positions),
+        declared_parameters=declared,
     )
 
 
@@ -424,8 +477,8 @@ def _sensor(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec]) -> 
         if not w.is_sequence or len(w.value) == 0:
             check.add(w.pos, f"'workflows' of 'available_dates_sensor' must be a non-empty list of entries with 'workflow_name', not {type_name(w.value)}")
         else:
-            entries = [e for e in (_entry(check, item, workflows) for item in w.elements()) if e is not None]
-            _unused_notebook_parameters(check, workflows, _supplied_parameters(w))
+            misspelt = _misspelt_references(check, workflows, w)
+            entries = [e for e in (_entry(check, item, workflows, misspelt) for item in w.elements()) if e is not None]
             _duplicate_entries(check, entries)
     if len(check.problems) > before or source is None:
         return None
@@ -476,20 +529,22 @@ def _source(check: _Checker, node: Node) -> SourceSpec | None:
     return SourceSpec(type=str(kind), pattern=pattern, position=node.pos) if kind else None
 
 
-def _entry(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec]) -> SensorEntry | None:
+def _entry(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec], misspelt: dict[str, set[str]]) -> SensorEntry | None:
+    """One sensor entry; ``misspelt`` (workflow -> references) were reported at their notebook already."""
     if not check.mapping(node, "a sensor entry", ENTRY_KEYS):
         return None
     before = len(check.problems)
     name = check.string(node, "workflow_name", "'workflow_name'") if "workflow_name" in node.value else None
     workflow = workflows.get(name) if name else None
     known = name is not None and workflow is not None
-    if name is not None and workflow is None and name not in check.broken_workflows:
+    if name is not None and workflow is None and name not in check.broken_workflows and check.workflow_names_known:
         check.add(
             node.child("workflow_name").pos,
             f"sensor entry names workflow '{name}', which is not defined{_did_you_mean(name, workflows)}; "
             "define it under 'workflows' or fix the name",
         )
     parameters: dict[str, Any] = {}
+    suggested: set[str] = set()  # parameters the entry probably meant by a misspelt key
     if "parameters" in node.value and node.value["parameters"] is not None:
         params = node.child("parameters")
         if not params.is_mapping:
@@ -504,11 +559,13 @@ def _entry(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec]) -> S
                     continue
                 if workflow is not None and key not in workflow.workflow_parameters:
                     needed = sorted(workflow.workflow_parameters)
+                    close = _close_parameter(key, workflow)
+                    suggested.update(close)
                     uses = f"its notebooks use {_quote_list(needed)}" if needed else "its notebooks take no workflow parameters"
                     check.add(
                         params.key_pos(key),
                         f"parameter '{key}' is not used by any notebook of workflow '{workflow.name}'"
-                        f"{_did_you_mean(key, needed)}; {uses}",
+                        f"{_did_you_mean(key, close)}; {uses}",
                     )
                     continue
                 plain = check.plain(value, f"parameter '{key}'")
@@ -516,7 +573,7 @@ def _entry(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec]) -> S
                     parameters[key] = plain
     if workflow is not None:
         given = set(node.value.get("parameters") or {}) if isinstance(node.value.get("parameters"), dict) else set()
-        missing = sorted(workflow.workflow_parameters - given)
+        missing = sorted(workflow.workflow_parameters - given - suggested - misspelt.get(workflow.name, set()))
         if missing:
             check.add(
                 node.pos,
@@ -572,34 +629,46 @@ def _stencil(check: _Checker, node: Node) -> DateStencil | None:
     return DateStencil(to_plain(node.value))
 
 
-def _supplied_parameters(entries: Node) -> dict[str, set[str]]:
-    """workflow name -> parameter names any sensor entry gives it (valid entries or not)."""
+def _close_parameter(key: str, workflow: WorkflowSpec) -> list[str]:
+    """The workflow parameter a misspelt sensor-entry key most likely means (a list of 0 or 1)."""
+    return difflib.get_close_matches(key, sorted(workflow.workflow_parameters), n=1, cutoff=0.6)
+
+
+def _misspelt_references(check: _Checker, workflows: dict[str, WorkflowSpec], entries: Node) -> dict[str, set[str]]:
+    """Report notebook references that look like a misspelt notebook label or automatic parameter.
+
+    A reference that no sensor entry supplies and that is close to a label (``analyis``) is a typo
+    in the notebook, not a parameter every entry lacks: it is reported once, at the notebook, and
+    the entries are not told to add it. Returns those references by workflow name.
+    """
     supplied: dict[str, set[str]] = {}
     for entry in entries.value:
         if isinstance(entry, dict) and isinstance(entry.get("workflow_name"), str):
             params = entry.get("parameters")
             names = {str(k) for k in params} if isinstance(params, dict) else set()
             supplied.setdefault(entry["workflow_name"], set()).update(names)
-    return supplied
-
-
-def _unused_notebook_parameters(check: _Checker, workflows: dict[str, WorkflowSpec], supplied: dict[str, set[str]]) -> None:
-    """A notebook parameter whose value names nothing: no label, automatic name or sensor parameter."""
+    misspelt: dict[str, set[str]] = {}
     for workflow in workflows.values():
         if workflow.name not in supplied:
             continue  # only run by `autoflow trigger`, which names its parameters itself
+        meant = {m for key in supplied[workflow.name] if key not in workflow.workflow_parameters for m in _close_parameter(key, workflow)}
         for notebook in workflow.notebooks.values():
             for name, ref in notebook.parameters.items():
-                if ref in workflow.workflow_parameters and ref not in supplied[workflow.name]:
-                    candidates = [*workflow.notebooks, *AUTOMATIC_PARAMETERS, *supplied[workflow.name]]
-                    pos = notebook.parameter_positions.get(name) or notebook.position
-                    assert pos is not None
-                    check.add(
-                        pos,
-                        f"parameter '{name}' of notebook '{notebook.label}' refers to '{ref}'"
-                        f"{_did_you_mean(ref, candidates)}, which is not a notebook label, an automatic parameter, "
-                        f"or a parameter given by any sensor entry for workflow '{workflow.name}'",
-                    )
+                if ref not in workflow.workflow_parameters or ref in supplied[workflow.name] or ref in meant:
+                    continue
+                close = difflib.get_close_matches(ref, [*workflow.notebooks, *AUTOMATIC_PARAMETERS], n=1, cutoff=0.6)
+                if not close:
+                    continue  # a real workflow parameter: the entries that lack it say so
+                misspelt.setdefault(workflow.name, set()).add(ref)
+                pos = notebook.parameter_positions.get(name) or notebook.position
+                assert pos is not None
+                check.add(
+                    pos,
+                    f"parameter '{name}' of notebook '{notebook.label}' refers to '{ref}' (did you mean '{close[0]}'?), "
+                    f"which is not a notebook label, an automatic parameter, or a parameter given by any sensor "
+                    f"entry for workflow '{workflow.name}'",
+                )
+    return misspelt
 
 
 def _duplicate_entries(check: _Checker, entries: list[SensorEntry]) -> None:

@@ -44,6 +44,14 @@ class NotebookSpec:
     retries: int = 0
     position: Position | None = field(default=None, compare=False)
     parameter_positions: Mapping[str, Position] = field(default_factory=frozen_map, compare=False, repr=False)
+    #: names defined by the notebook's ``parameters`` cell (papermill's reading of it); None
+    #: when it has no such cell or papermill cannot inspect its language
+    declared_parameters: tuple[str, ...] | None = field(default=None, compare=False)
+
+    @property
+    def defaulted_parameters(self) -> tuple[str, ...]:
+        """Parameters the notebook defines but workflows.yml does not pass: their defaults are used."""
+        return tuple(n for n in self.declared_parameters or () if n not in self.parameters)
 
 
 @dataclass(frozen=True)

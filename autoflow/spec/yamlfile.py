@@ -225,6 +225,8 @@ def parse(data: bytes, file: str) -> Node | None:
         problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
         if "duplicate key" in problem:
             problem += "; each key may appear once in a mapping"
+        elif "found character '\\t'" in problem:  # ruamel's scanner meets a tab where YAML forbids one
+            problem = "a tab character here; indent with spaces, not tabs (YAML does not allow tabs for indentation)"
         raise YAMLFileError(Problem(Position(file, line, col), f"YAML syntax error: {problem}")) from None
     except RecursionError:
         raise YAMLFileError(
