@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from autoflow.cli.app import Application
 from autoflow.errors import SettingsError
-from autoflow.store.owners import Owner
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -182,6 +181,8 @@ def took(a: Attempt) -> str:
 def summary(a: Attempt, outputs: Path | None) -> str:
     """One line: the error's first line, the report made, or who is running it."""
     if a.state == "running":
+        from autoflow.store.owners import Owner
+
         owner = Owner.parse(a.owner)
         return f"since {a.started_at:%m-%d %H:%M} UTC" + (f" on {owner.host}" if owner else "")
     if a.error:
