@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from rich.text import Text
 
+from autoflow.cli import status
 from autoflow.settings import Settings
-from autoflow.store import RunStore
+from autoflow.store import Attempt, RunStore
 from tests.test_cli import autoflow
 
 WORKFLOW = "daily-call-activity-for-every-region-of-the-country"
@@ -148,3 +151,33 @@ def test_unknown_command_did_you_mean(args: list[str], message: str) -> None:
     result = autoflow(*args)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith(message) and len(result.stderr.splitlines()) == 1
+
+
+def attempt(id: int, state: str, **changes: object) -> Attempt:
+    started = dt.datetime(2016, 1, 8, 2, 0, tzinfo=dt.timezone.utc)
+    values: dict[str, object] = {
+        "id": id, "workflow": WORKFLOW, "parameters": {"n": 1}, "params_hash": "h", "reference_date": dt.date(2016, 1, 7),
+        "date_ranges": [(dt.date(2016, 1, 7), dt.date(2016, 1, 7))], "state": state, "attempt": 1, "started_at": started,
+        "finished_at": None if state == "running" else started + dt.timedelta(minutes=3, seconds=7), "heartbeat_at": started,
+        "owner": "worker-7:1234:2016-01-01T00:00:00", "error": ERROR if state == "failed" else None, "notebooks": [],
+        "reports": ["/srv/outputs/reports/r.pdf"] if state == "success" else [], "flow_run_id": None, "trigger": "sensor",
+    }  # fmt: skip
+    return Attempt(**{**values, **changes})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("width", [50, 80, 100])
+def test_terminal_table_keeps_ids_and_colours_states(width: int) -> None:
+    attempts = [attempt(1234567, "failed"), attempt(99, "success"), attempt(7, "running")]
+    console = Console(width=width, force_terminal=True, color_system="standard", markup=False, emoji=False, highlight=False)
+    with console.capture() as capture:
+        console.print(status.history_table(attempts, Path("/srv/outputs"), title="Run history"))
+    coloured = capture.get()
+    plain = Text.from_ansi(coloured).plain.splitlines()
+    assert all(len(line) <= width for line in plain), "\n".join(plain)
+    rows = [line for line in plain if "2016-01-07" in line]
+    assert [row.split()[0] for row in rows] == ["1234567", "99", "7"]
+    assert "\x1b[1;31mfailed" in coloured and "\x1b[32msuccess" in coloured and "\x1b[33mrunning" in coloured
+    if width >= 80:
+        assert "3m 07s" in rows[0] and "reports/r.pdf" in rows[1] and "since 01-08 02:00" in rows[2]
+    if width >= 100:
+        assert "since 01-08 02:00 UTC on worker-7" in rows[2]

@@ -24,7 +24,7 @@ STATE_STYLE = {"success": "green", "failed": "bold red", "running": "yellow"}
 #: columns of the table when stdout is not a terminal and $COLUMNS does not say
 PIPED_WIDTH = 100
 #: the workflow column gives way to the reason / report column beyond this many characters
-WORKFLOW_MAX_WIDTH = 24
+WORKFLOW_MAX_WIDTH = 20
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -181,10 +181,8 @@ def took(a: Attempt) -> str:
 def summary(a: Attempt, outputs: Path | None) -> str:
     """One line: the error's first line, the report made, or who is running it."""
     if a.state == "running":
-        from autoflow.store.owners import Owner
-
-        owner = Owner.parse(a.owner)
-        return f"since {a.started_at:%m-%d %H:%M} UTC" + (f" on {owner.host}" if owner else "")
+        host = a.owner.partition(":")[0]  # owners are host:pid:process-start
+        return f"since {a.started_at:%m-%d %H:%M} UTC" + (f" on {host}" if host else "")
     if a.error:
         first = next((line.strip() for line in a.error.splitlines() if line.strip()), "")
         return first.replace(f"{outputs}{os.sep}", "") if outputs else first
