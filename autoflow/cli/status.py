@@ -71,7 +71,9 @@ def run(app: Application, args: argparse.Namespace) -> int:
     if not attempts:
         print("No runs recorded yet" + (" matching those filters." if args.workflow or args.state else "."))
         return 0
-    _console().print(history_table(attempts, outputs, title=f"Run history ({settings.db_url_masked})"))
+    more = f"the newest {limit} shown (--limit N for more); " if args.limit is None and len(attempts) == limit else ""
+    table = history_table(attempts, outputs, title=f"Run history ({settings.db_url_masked})", caption=f"{more}'autoflow status ID' shows an attempt in full")
+    _console().print(table)
     return 0
 
 
@@ -93,7 +95,7 @@ def _console() -> Console:
     return console
 
 
-def history_table(attempts: Sequence[Attempt], outputs: Path | None, title: str | None = None) -> object:
+def history_table(attempts: Sequence[Attempt], outputs: Path | None, title: str | None = None, caption: str | None = None) -> object:
     """One line per attempt: id, workflow, date, state, attempt, duration and why it failed or what it made."""
     from rich import box
     from rich.table import Table
@@ -104,7 +106,7 @@ def history_table(attempts: Sequence[Attempt], outputs: Path | None, title: str 
 
     table = Table(
         box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True, title=title, title_justify="left",
-        caption="'autoflow status ID' shows an attempt in full", caption_justify="left",
+        caption=caption, caption_justify="left",
     )  # fmt: skip
     table.add_column("id", justify="right", no_wrap=True, min_width=max(len(str(a.id)) for a in attempts))
     table.add_column(shrinkable("workflow"), overflow="ellipsis", max_width=WORKFLOW_MAX_WIDTH)
