@@ -17,7 +17,7 @@ LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 #: what each variable is for, used in "missing variable" messages
 DESCRIPTIONS = {
     "AUTOFLOW_INPUTS_DIR": "the directory holding workflows.yml and the notebooks (or pass --inputs DIR)",
-    "AUTOFLOW_OUTPUTS_DIR": "the directory where executed notebooks and PDF reports are written",
+    "AUTOFLOW_OUTPUTS_DIR": "the directory where executed notebooks and PDF reports are written (or pass --outputs DIR)",
     "AUTOFLOW_DB_PASSWORD": "the database password, substituted for '{}' in AUTOFLOW_DB_URI",
     "FLOWAPI_URL": "the FlowAPI address the sensor asks for available dates",
     "FLOWAPI_TOKEN": "the FlowAPI access token (environment variable or /run/secrets/FLOWAPI_TOKEN)",

@@ -86,7 +86,7 @@ def test_bad_setting_is_one_line() -> None:
 
 def test_unknown_command_exit_2() -> None:
     result = autoflow("frobnicate")
-    assert result.returncode == 2 and "invalid choice" in result.stderr
+    assert result.returncode == 2 and "unknown command 'frobnicate'" in result.stderr
 
 
 def test_validate_does_not_import_prefect(inputs: Path) -> None:

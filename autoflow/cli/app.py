@@ -33,15 +33,17 @@ def display_path(path: Path) -> str:
 class Application:
     """Owns the settings, the log set-up and stderr/stdout for one command invocation."""
 
-    def __init__(self, inputs_override: str | None = None) -> None:
+    def __init__(self, inputs_override: str | None = None, outputs_override: str | None = None) -> None:
         self._inputs_override = inputs_override
+        self._outputs_override = outputs_override
 
     @cached_property
     def settings(self) -> Settings:
+        """The environment's settings, with --inputs / --outputs in place of their variables."""
         settings = Settings.from_env()
-        if self._inputs_override:
-            settings = Settings(**{**settings.__dict__, "inputs_dir_raw": self._inputs_override})
-        return settings
+        overrides = {"inputs_dir_raw": self._inputs_override, "outputs_dir_raw": self._outputs_override}
+        overrides = {name: value for name, value in overrides.items() if value}
+        return Settings(**{**settings.__dict__, **overrides}) if overrides else settings
 
     def setup_logging(self) -> None:
         """Log to stderr at AUTOFLOW_LOG_LEVEL; third-party chatter only at DEBUG."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from autoflow import __version__
 from autoflow.cli.app import Abort, Application
@@ -16,26 +19,45 @@ from autoflow.errors import AutoFlowError
 COMMANDS = ("run", "validate", "plan", "trigger", "status", "db", "health")
 #: what runs when no subcommand is given
 DEFAULT_COMMAND = "run"
+#: directory options every command takes, before or after its name: (option, help)
+DIRECTORY_OPTIONS = (
+    ("--inputs", "inputs directory (default: $AUTOFLOW_INPUTS_DIR)"),
+    ("--outputs", "outputs directory (default: $AUTOFLOW_OUTPUTS_DIR)"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with "did you mean" for a misspelt command instead of the list of choices."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            what = "command" if action.dest == "command" else "action"
+            close = difflib.get_close_matches(str(value), list(action.choices), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"the {what}s are: {', '.join(action.choices)}"
+            self.exit(2, f"{self.prog}: error: unknown {what} '{value}'; {hint}\n")
+        super()._check_value(action, value)
 
 
 def _parser(available: dict[str, object]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="autoflow",
         description="Run workflows of parametrised Jupyter notebooks for every new date of data. "
         "With no command, runs the service (same as 'autoflow run').",
     )
     parser.add_argument("--version", action="version", version=f"autoflow {__version__}")
-    parser.add_argument("--inputs", metavar="DIR", help="inputs directory (default: $AUTOFLOW_INPUTS_DIR)")
+    for option, help_text in DIRECTORY_OPTIONS:
+        parser.add_argument(option, metavar="DIR", help=help_text)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in available.values():
         module.add_parser(commands)  # type: ignore[attr-defined]
-    for sub in commands.choices.values():  # --inputs works before or after the command
-        sub.add_argument("--inputs", metavar="DIR", default=argparse.SUPPRESS, help="inputs directory (default: $AUTOFLOW_INPUTS_DIR)")
+    for sub in commands.choices.values():  # the directories work before or after the command
+        for option, help_text in DIRECTORY_OPTIONS:
+            sub.add_argument(option, metavar="DIR", default=argparse.SUPPRESS, help=help_text)
     return parser
 
 
 def _modules() -> dict[str, object]:
-    modules = {}
+    modules: dict[str, object] = {}
     for name in COMMANDS:
         try:
             modules[name] = importlib.import_module(f"autoflow.cli.{name}")
@@ -46,10 +68,33 @@ def _modules() -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit status. A reader that closes the pipe early ends it quietly."""
+    try:
+        try:
+            return _dispatch(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        _discard_stdout()
+        return 0
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so nothing more fails writing to the closed pipe (Python docs, "Note on SIGPIPE")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (captured in tests)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     modules = _modules()
     args = _parser(modules).parse_args(argv)
     command = args.command or DEFAULT_COMMAND
-    app = Application(inputs_override=args.inputs)
+    app = Application(inputs_override=args.inputs, outputs_override=args.outputs)
     if command not in modules:
         app.error(f"'{command}' is not available in this version of AutoFlow")
         return 2
@@ -63,14 +108,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         app.error("interrupted")
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # a bug in AutoFlow, not the user's mistake
-        if app.is_debug():
-            traceback.print_exc()
-        app.error(
-            f"internal error ({type(exc).__name__}: {exc}); please report it with the output of "
-            "the same command run with AUTOFLOW_LOG_LEVEL=DEBUG"
-        )
+        _internal_error(app, exc)
         return 70
+
+
+def _internal_error(app: Application, exc: Exception) -> None:
+    if app.is_debug():
+        traceback.print_exc()
+    app.error(
+        f"internal error ({type(exc).__name__}: {exc}); please report it with the output of "
+        "the same command run with AUTOFLOW_LOG_LEVEL=DEBUG"
+    )
 
 
 if __name__ == "__main__":

@@ -1,20 +1,35 @@
-"""``autoflow status``: the run history, as a table or JSON."""
+"""``autoflow status [RUN_ID]``: the run history as a compact table, one attempt in full, or JSON."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autoflow.cli.app import Application
+from autoflow.errors import SettingsError
 
-HELP = "show the run history (newest first)"
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from autoflow.store import Attempt
+
+HELP = "show the run history (newest first), or one attempt in full"
 STATES = ("running", "success", "failed")
 STATE_STYLE = {"success": "green", "failed": "bold red", "running": "yellow"}
+#: columns of the table when stdout is not a terminal and $COLUMNS does not say
+PIPED_WIDTH = 100
+#: the workflow column gives way to the reason / report column beyond this many characters
+WORKFLOW_MAX_WIDTH = 20
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser("status", help=HELP, description=HELP)
+    parser.add_argument("run_id", nargs="?", metavar="RUN_ID", help="show this attempt in full (an id from the table's first column)")
     parser.add_argument("--json", action="store_true", help="print JSON on stdout (logs stay on stderr)")
     parser.add_argument("--workflow", metavar="W", help="only runs of this workflow")
     parser.add_argument("--state", choices=STATES, help="only attempts in this state")
@@ -24,39 +39,156 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(app: Application, args: argparse.Namespace) -> int:
     from autoflow.store import RunStore
 
-    app.setup_logging()
-    settings = app.settings
+    attempt_id = None
+    if args.run_id is not None:
+        try:
+            attempt_id = int(args.run_id)
+        except ValueError:
+            app.abort(f"RUN_ID {args.run_id!r} is not a number: pass an id from the first column of 'autoflow status'", 2)
     if args.limit is not None and args.limit < 1:
         app.abort("--limit must be 1 or more", 2)
+    app.setup_logging()
+    settings = app.settings
     limit = args.limit if args.limit is not None or args.json else 50
     with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked) as store:
         store.upgrade()
-        attempts = store.history(workflow=args.workflow, state=args.state, limit=limit)
+        if attempt_id is not None:
+            attempt = store.attempt(attempt_id)
+            if attempt is None:
+                app.abort(f"there is no run attempt {attempt_id} in {settings.db_url_masked}; 'autoflow status' lists the ids", 1)
+            attempts = [attempt]
+        else:
+            attempts = store.history(workflow=args.workflow, state=args.state, limit=limit)
     if args.json:
-        json.dump([a.as_json() for a in attempts], sys.stdout, indent=2)
+        data = attempts[0].as_json() if attempt_id is not None else [a.as_json() for a in attempts]
+        json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
+        return 0
+    outputs = _outputs_dir(app)
+    if attempt_id is not None:
+        _console().print(attempt_details(attempts[0], outputs))
         return 0
     if not attempts:
         print("No runs recorded yet" + (" matching those filters." if args.workflow or args.state else "."))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"Run history ({settings.db_url_masked})", title_justify="left")
-    for column in ("id", "workflow", "reference date", "state", "attempt", "started (UTC)", "took"):
-        table.add_column(column, no_wrap=True)
-    for column in ("parameters", "outputs / error"):
-        table.add_column(column, overflow="fold")
-    for a in attempts:
-        took = f"{(a.finished_at - a.started_at).total_seconds():.1f} s" if a.finished_at else "—"
-        params = ", ".join(f"{k}={v}" for k, v in a.as_json()["parameters"].items()) or "—"
-        detail = a.error if a.error else "\n".join([*a.reports, *a.notebooks]) or "—"
-        table.add_row(
-            str(a.id), a.workflow, a.reference_date.isoformat(), f"[{STATE_STYLE[a.state]}]{a.state}[/]", str(a.attempt),
-            a.started_at.strftime("%Y-%m-%d %H:%M:%S"), took, params, detail,
-        )  # fmt: skip
-    console = Console()
-    if not console.is_terminal:  # piped or captured: don't squeeze the table into 80 columns
-        console = Console(width=200)
-    console.print(table)
+    more = f"the newest {limit} shown (--limit N for more); " if args.limit is None and len(attempts) == limit else ""
+    table = history_table(attempts, outputs, title=f"Run history ({settings.db_url_masked})", caption=f"{more}'autoflow status ID' shows an attempt in full")
+    _console().print(table)
     return 0
+
+
+def _outputs_dir(app: Application) -> Path | None:
+    try:
+        return app.settings.outputs_dir
+    except SettingsError:  # the history is in a database named by AUTOFLOW_DB_URI alone
+        return None
+
+
+def _console() -> Console:
+    """A console for stdout: the terminal's width and colours, or plain text ``PIPED_WIDTH`` wide."""
+    from rich.console import Console
+
+    plain = {"markup": False, "emoji": False, "highlight": False}  # recorded text is shown as it is
+    console = Console(**plain)  # type: ignore[arg-type]
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console = Console(width=PIPED_WIDTH, **plain)  # type: ignore[arg-type]
+    return console
+
+
+def history_table(attempts: Sequence[Attempt], outputs: Path | None, title: str | None = None, caption: str | None = None) -> object:
+    """One line per attempt: id, workflow, date, state, attempt, duration and why it failed or what it made."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    def shrinkable(text: str, style: str = "") -> Text:  # ellipsized, never wrapped
+        return Text(text, style=style, no_wrap=True, overflow="ellipsis")
+
+    table = Table(
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True, title=title, title_justify="left",
+        caption=caption, caption_justify="left",
+    )  # fmt: skip
+    table.add_column("id", justify="right", no_wrap=True, min_width=max(len(str(a.id)) for a in attempts))
+    table.add_column(shrinkable("workflow"), overflow="ellipsis", max_width=WORKFLOW_MAX_WIDTH)
+    table.add_column("date", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("try", justify="right", no_wrap=True)
+    table.add_column("took", justify="right", no_wrap=True)
+    table.add_column(shrinkable("reason / report"), overflow="ellipsis")
+    for a in attempts:
+        table.add_row(
+            str(a.id), shrinkable(a.workflow), a.reference_date.isoformat(), Text(a.state, style=STATE_STYLE.get(a.state, "")),
+            str(a.attempt), took(a), shrinkable(summary(a, outputs), "dim" if a.state == "success" else ""),
+        )  # fmt: skip
+    return table
+
+
+def attempt_details(a: Attempt, outputs: Path | None) -> object:
+    """Everything recorded about one attempt, one field per row, long values wrapped."""
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    rows: list[tuple[str, object]] = [
+        ("run attempt", str(a.id)),
+        ("workflow", a.workflow),
+        ("reference date", a.reference_date.isoformat()),
+        ("state", Text(a.state, style=STATE_STYLE.get(a.state, ""))),
+        ("attempt", f"{a.attempt} ({a.trigger})"),
+        ("owner", a.owner or "—"),
+        ("started", f"{a.started_at:%Y-%m-%d %H:%M:%S} UTC"),
+        ("finished", f"{a.finished_at:%Y-%m-%d %H:%M:%S} UTC" if a.finished_at else f"— (last heartbeat {a.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)"),
+        ("took", took(a)),
+        ("parameters", "\n".join(f"{k} = {v if isinstance(v, str) else json.dumps(v)}" for k, v in a.as_json()["parameters"].items()) or "none"),
+        ("date ranges", "\n".join(f"{start} to {end}" for start, end in a.date_ranges) or "none"),
+        ("outputs in", str(outputs) if outputs else "—"),
+        ("notebooks", "\n".join(relative(p, outputs) for p in a.notebooks) or "none"),
+        ("reports", "\n".join(relative(p, outputs) for p in a.reports) or "none"),
+    ]
+    if a.flow_run_id:
+        rows.append(("Prefect flow run", a.flow_run_id))
+    if a.error:
+        rows.append(("error", Text(a.error, style="red")))
+    for label, value in rows:
+        grid.add_row(label, value)  # type: ignore[arg-type]
+    return grid
+
+
+def relative(path: str, outputs: Path | None) -> str:
+    """``path`` relative to the outputs directory when it lies below it, else as recorded."""
+    if outputs is None:
+        return path
+    try:
+        return str(Path(path).relative_to(outputs))
+    except ValueError:
+        return path
+
+
+def took(a: Attempt) -> str:
+    """How long the attempt ran, e.g. ``4.2 s``, ``3m 07s``, ``2h 05m``; ``—`` while it runs."""
+    if a.finished_at is None:
+        return "—"
+    seconds = max((a.finished_at - a.started_at).total_seconds(), 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def summary(a: Attempt, outputs: Path | None) -> str:
+    """One line: the error's first line, the report made, or who is running it."""
+    if a.state == "running":
+        host = a.owner.partition(":")[0]  # owners are host:pid:process-start
+        return f"since {a.started_at:%m-%d %H:%M} UTC" + (f" on {host}" if host else "")
+    if a.error:
+        first = next((line.strip() for line in a.error.splitlines() if line.strip()), "")
+        return first.replace(f"{outputs}{os.sep}", "") if outputs else first
+    if a.reports:
+        more = f" (+{len(a.reports) - 1} more)" if len(a.reports) > 1 else ""
+        return relative(a.reports[0], outputs) + more
+    return f"{len(a.notebooks)} notebook(s), no report"

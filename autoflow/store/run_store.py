@@ -390,6 +390,13 @@ class RunStore:
             rows = connection.execute(statement).mappings().all()
         return [attempt_from_row(row) for row in rows]
 
+    def attempt(self, attempt_id: int) -> Attempt | None:
+        """The attempt with this id, or None when the history has none."""
+        statement = sa.select(run_attempts).where(_runs.id == attempt_id)
+        with self._transaction(f"read run attempt {attempt_id}") as connection:
+            row = connection.execute(statement).mappings().one_or_none()
+        return None if row is None else attempt_from_row(row)
+
     @contextmanager
     def count_statements(self) -> Iterator[list[str]]:
         """Collect the SQL statements this store sends while the block runs."""

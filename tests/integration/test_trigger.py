@@ -30,6 +30,11 @@ workflows:
   - name: broken
     notebooks:
       bad: {filename: bad.ipynb}
+  - name: adhoc
+    notebooks:
+      first:
+        filename: first.ipynb
+        parameters: {reference_date: reference_date, date_ranges: date_ranges, n: n}
 available_dates_sensor:
   schedule: null
   source: {type: directory, pattern: 'data/{date:%Y-%m-%d}.csv'}
@@ -68,7 +73,7 @@ def trigger(inputs: Path, outputs: Path, *args: str, env: dict[str, str] | None 
 @pytest.mark.usefixtures("prefect_api_url")
 def test_trigger_runs_records_and_prints_outputs(inputs: Path, tmp_path: Path) -> None:
     outputs = tmp_path / "outputs"
-    result = trigger(inputs, outputs, "demo", "--date", "2016-01-07", "--param", "n=3")
+    result = trigger(inputs, outputs, "demo", "--date", "2016-01-07")  # the sensor entry's n and stencil
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     notebooks = [Path(line.split(": ", 1)[1].strip()) for line in lines if line.startswith("notebook:")]
@@ -76,16 +81,18 @@ def test_trigger_runs_records_and_prints_outputs(inputs: Path, tmp_path: Path) -
     assert len(notebooks) == 2 and all(p.is_file() for p in notebooks)
     assert len(reports) == 1 and reports[0].is_file() and reports[0].parent == outputs / "reports"
     text = subprocess.run(["pdftotext", str(reports[0]), "-"], capture_output=True, text=True, check=True).stdout
-    assert "From 2016-01-05 to 2016-01-07, n=3" in text  # the first sensor entry's stencil [[-2, 0]]
+    assert "From 2016-01-05 to 2016-01-07, n=2" in text  # the sensor entry's stencil [[-2, 0]] and parameters
     images = subprocess.run(["pdfimages", "-list", str(reports[0])], capture_output=True, text=True, check=True).stdout
     assert len(images.splitlines()) > 2
     with RunStore(Settings.from_env({"AUTOFLOW_OUTPUTS_DIR": str(outputs)}).db_url) as store:
         (attempt,) = store.history()
-    assert attempt.trigger == "manual" and attempt.state == "success" and attempt.parameters == {"n": 3}
+    assert attempt.trigger == "manual" and attempt.state == "success" and attempt.parameters == {"n": 2}
     assert sorted(attempt.notebooks) == sorted(map(str, notebooks)) and attempt.reports == [str(reports[0])]
 
-    again = trigger(inputs, outputs, "demo", "--date", "2016-01-07", "--param", "n=3", "--stencil", "[0]")
+    elsewhere = {"AUTOFLOW_OUTPUTS_DIR": str(tmp_path / "elsewhere")}  # --outputs wins over the variable
+    again = trigger(inputs, outputs, "demo", "--date", "2016-01-07", "--param", "n=2", "--stencil", "[0]", "--outputs", str(outputs), env=elsewhere)
     assert again.returncode == 0, again.stderr
+    assert not (tmp_path / "elsewhere").exists()
     with RunStore(Settings.from_env({"AUTOFLOW_OUTPUTS_DIR": str(outputs)}).db_url) as store:
         assert [a.attempt for a in store.history()] == [2, 1]  # a manual re-run is a new attempt
 
@@ -104,8 +111,10 @@ def test_failed_run_exits_1_with_one_clear_line(inputs: Path, tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["nope", "--date", "2016-01-01"], "unknown workflow 'nope'; workflows.yml defines: demo, broken"),
-        (["demo", "--date", "2016-01-01"], "missing parameter(s) n"),
+        (["nope", "--date", "2016-01-01"], "unknown workflow 'nope'; workflows.yml defines: demo, broken, adhoc"),
+        (["adhoc", "--date", "2016-01-01"], "missing parameter(s) n"),
+        (["demo", "--date", "2016-01-01", "--entry", "2"], "--entry 2: workflow demo has 1 sensor entry; pick a number from 1 to 1"),
+        (["demo", "--date", "2016-01-01", "--entry", "0"], "'0' is not a sensor entry number"),
         (["demo", "--date", "2016-01-01", "--param", "n=1", "--param", "m=2"], "parameter 'm' is not used by this workflow"),
         (["demo", "--date", "yesterday", "--param", "n=1"], "--date 'yesterday' is not a date"),
         (["demo", "--date", "2016-01-01", "--param", "n"], "must look like NAME=VALUE"),
