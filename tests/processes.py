@@ -1,0 +1,79 @@
+"""Processes tests start are ended with the test (a pytest plugin).
+
+:func:`end_tree` ends a process and everything it started: SIGTERM, a grace period, then
+SIGKILL to whatever is left. The autouse fixture :func:`end_leftover_autoflow_processes` does
+that, after every test (passed, failed, or stopped by pytest-timeout, whose ``signal`` method
+raises in the test so teardown runs), to each ``python -m autoflow`` process the test started
+and left running: a test that gives up on a service must not leave it running for hours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterable, Iterator
+
+import psutil
+import pytest
+
+GRACE_SECONDS = 10.0
+
+
+def tree(root: psutil.Process) -> list[psutil.Process]:
+    """``root`` and all its descendants (kernels run in process groups of their own: not found by killpg)."""
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def end_tree(roots: Iterable[psutil.Process], grace: float = GRACE_SECONDS) -> list[psutil.Process]:
+    """SIGTERM ``roots`` (and their process groups), then SIGKILL every process of their trees still there after ``grace`` s.
+
+    The trees are read before any signal, so descendants orphaned by their parent's end are
+    ended too. Returns the processes that had to be killed.
+    """
+    roots = list(roots)
+    everyone = {process.pid: process for root in roots for process in tree(root)}
+    for root in roots:
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            root.terminate()
+            if os.getpgid(root.pid) == root.pid:  # started with start_new_session: the group is its own
+                os.killpg(root.pid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(roots, timeout=grace)
+    everyone.update({p.pid: p for root in alive for p in tree(root)})
+    left = [p for p in everyone.values() if _running(p)]
+    for process in left:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(left, timeout=30)
+    return left
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _autoflow_descendants() -> dict[tuple[int, float], psutil.Process]:
+    """This pytest process's live descendants started as ``python -m autoflow ...``, by (pid, start time)."""
+    found = {}
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            command = process.cmdline()
+            if "-m" in command[:3] and "autoflow" in command[:4] and _running(process):
+                found[process.pid, process.create_time()] = process
+    return found
+
+
+@pytest.fixture(autouse=True)
+def end_leftover_autoflow_processes() -> Iterator[None]:
+    """Ends every ``python -m autoflow`` process (with its kernels) the test started and left running."""
+    before = _autoflow_descendants()
+    yield
+    leftovers = [process for key, process in _autoflow_descendants().items() if key not in before]
+    if leftovers:
+        end_tree(leftovers)
