@@ -4,7 +4,7 @@
 AUTOFLOW_TEST_POSTGRES (default ``host=127.0.0.1 port=5432 user=postgres dbname=postgres``,
 as a libpq connection string) and drops it afterwards. ``db_url`` runs a test on both.
 
-When nothing answers there, the first test that needs PostgreSQL starts a throwaway cluster
+When the tests cannot connect there, the first test that needs PostgreSQL starts a throwaway cluster
 (``initdb`` on a free port in a temporary directory, tests/pgcluster.py) for the whole session,
 points AUTOFLOW_TEST_POSTGRES at it and removes it at the end; under pytest-xdist the controller
 does so before the workers start, and they share it. One line says which server the tests use.
@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from autoflow.store import RunStore
-from tests.pgcluster import Cluster, answers, configured_conninfo, where
+from tests.pgcluster import Cluster, configured_conninfo, where, why_unusable
 
 CLUSTER_KEY = pytest.StashKey[Cluster]()
 CONFIGURED_KEY = pytest.StashKey["str | None"]()  # AUTOFLOW_TEST_POSTGRES as it was, once a server is chosen
@@ -36,11 +36,14 @@ def admin_conninfo() -> str:
 
 
 def _say(config: pytest.Config, line: str) -> None:
+    """``line`` on the terminal, on a line of its own, even from inside a test."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
     if reporter is None:
         return
     with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        if config.get_terminal_writer().width_of_current_line:
+            reporter.write("\n")
         reporter.write_line(line)
 
 
@@ -50,7 +53,8 @@ def ensure_server(config: pytest.Config) -> None:
         return
     conninfo = configured_conninfo()
     config.stash[CONFIGURED_KEY] = os.environ.get("AUTOFLOW_TEST_POSTGRES")
-    if answers(conninfo):
+    reason = why_unusable(conninfo)
+    if reason is None:
         source = "AUTOFLOW_TEST_POSTGRES" if os.environ.get("AUTOFLOW_TEST_POSTGRES") else "the default; AUTOFLOW_TEST_POSTGRES sets another"
         _say(config, f"PostgreSQL for tests: the server on {where(conninfo)} ({source})")
         return
@@ -58,13 +62,13 @@ def ensure_server(config: pytest.Config) -> None:
         cluster = Cluster(password=False, prefix="autoflow-test-pg-")
     except RuntimeError as exc:
         pytest.fail(
-            f"nothing answers on {where(conninfo)} and no throwaway PostgreSQL could be started ({exc}); "
+            f"PostgreSQL for tests: {reason}, and no throwaway cluster could be started: {exc}; "
             "or point AUTOFLOW_TEST_POSTGRES at a server, or deselect these tests with -m 'not postgres'",
             pytrace=False,
         )
     config.stash[CLUSTER_KEY] = cluster
     os.environ["AUTOFLOW_TEST_POSTGRES"] = cluster.conninfo
-    _say(config, f"PostgreSQL for tests: a throwaway cluster on 127.0.0.1:{cluster.port} in {cluster.dir} (nothing answered on {where(conninfo)})")
+    _say(config, f"PostgreSQL for tests: a throwaway cluster on 127.0.0.1:{cluster.port} in {cluster.dir} ({reason})")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -1,9 +1,9 @@
 """Throwaway PostgreSQL clusters for tests: ``initdb`` in a temporary directory, on a free 127.0.0.1 port.
 
 - :class:`Cluster`: one such cluster, which a test may stop and start (never the shared server).
-- :func:`answers`: whether a server answers on a libpq connection string.
-- ``python -m tests.pgcluster check``: exit status 0 when the tests have a PostgreSQL (the
-  configured server answers, or ``initdb`` is there to make one), 1 otherwise (``make test-deps``).
+- :func:`why_unusable`: why the tests cannot connect with a libpq connection string, if they cannot.
+- ``python -m tests.pgcluster check``: exit status 0 when the tests have a PostgreSQL (they can
+  connect to the configured server, or ``initdb`` is there to make one), 1 otherwise (``make test-deps``).
 """
 
 from __future__ import annotations
@@ -46,11 +46,25 @@ def free_port() -> int:
 
 
 def answers(conninfo: str) -> bool:
-    """Whether a PostgreSQL server answers at ``conninfo`` (even one that would refuse us: that is its own error)."""
+    """Whether a PostgreSQL server answers at ``conninfo`` (it may still refuse the connection)."""
     from psycopg import pq
     from psycopg.conninfo import make_conninfo
 
     return pq.PGconn.ping(make_conninfo(conninfo, connect_timeout=5).encode()) != pq.Ping.NO_RESPONSE
+
+
+def why_unusable(conninfo: str) -> str | None:
+    """None when the tests can connect with ``conninfo``; else why not, for a message."""
+    import psycopg
+
+    try:
+        psycopg.connect(conninfo, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        if not answers(conninfo):
+            return f"nothing answered on {where(conninfo)}"
+        reason = " ".join(str(exc).split()).rpartition("FATAL: ")[2] or type(exc).__name__
+        return f"{where(conninfo)} refused the connection ({reason})"
+    return None
 
 
 def where(conninfo: str) -> str:
@@ -80,7 +94,7 @@ class Cluster:
         if pg_bin is None or not (pg_bin / "initdb").exists():
             raise RuntimeError(
                 f"no initdb found{f' in {pg_bin}' if pg_bin else ''}: install PostgreSQL's server "
-                "(Debian: apt-get install postgresql) or set AUTOFLOW_TEST_PG_BIN to its bin directory"
+                "(Debian: sudo apt-get install postgresql) or set AUTOFLOW_TEST_PG_BIN to its bin directory"
             )
         self.bin = pg_bin
         self.dir = Path(tempfile.mkdtemp(prefix=prefix))
@@ -172,13 +186,13 @@ def main(argv: list[str]) -> int:
     if argv != ["check"]:
         print("usage: python -m tests.pgcluster check", file=sys.stderr)
         return 2
-    conninfo = configured_conninfo()
-    if answers(conninfo):
+    reason = why_unusable(configured_conninfo())
+    if reason is None:
         return 0
     pg_bin = server_bin()
     if pg_bin is not None and (pg_bin / "initdb").exists():
         return 0
-    print(f"Nothing answers on {where(conninfo)} (AUTOFLOW_TEST_POSTGRES) and there is no initdb to start a PostgreSQL for the tests.")
+    print(f"PostgreSQL for tests: {reason} (AUTOFLOW_TEST_POSTGRES) and there is no initdb to start a throwaway cluster.")
     return 1
 
 

@@ -110,13 +110,13 @@ class Service:
     def frozen(self) -> bool:
         """Stopped by SIGSTOP (AUTOFLOW_TEST_FREEZE_AT reached)."""
         try:
-            return self._process.status() == psutil.STATUS_STOPPED
+            return bool(self._process.status() == psutil.STATUS_STOPPED)
         except psutil.NoSuchProcess:
             return False
 
     def descendants(self) -> list[psutil.Process]:
         try:
-            return self._process.children(recursive=True)
+            return list(self._process.children(recursive=True))
         except psutil.NoSuchProcess:
             return []
 
