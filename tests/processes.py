@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -58,15 +59,40 @@ def _running(process: psutil.Process) -> bool:
         return False
 
 
+def _descendant_pids(pid: int) -> list[int]:
+    """pids of ``pid``'s descendants, from /proc/PID/task/TID/children (cheap: no scan of every process)."""
+    found, pending = [], [pid]
+    while pending:
+        parent = pending.pop()
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                pending.extend(int(child) for child in children.read_text().split())
+        if parent != pid:
+            found.append(parent)
+    return found
+
+
 def _autoflow_descendants() -> dict[tuple[int, float], psutil.Process]:
     """This pytest process's live descendants started as ``python -m autoflow ...``, by (pid, start time)."""
+    if Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        candidates: Iterable[psutil.Process | int] = [pid for pid in _descendant_pids(os.getpid()) if _is_autoflow(pid)]
+    else:
+        candidates = psutil.Process().children(recursive=True)
     found = {}
-    for process in psutil.Process().children(recursive=True):
+    for candidate in candidates:
         with contextlib.suppress(psutil.Error):
+            process = candidate if isinstance(candidate, psutil.Process) else psutil.Process(candidate)
             command = process.cmdline()
             if "-m" in command[:3] and "autoflow" in command[:4] and _running(process):
                 found[process.pid, process.create_time()] = process
     return found
+
+
+def _is_autoflow(pid: int) -> bool:
+    try:
+        return b"\0autoflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 @pytest.fixture(autouse=True)
