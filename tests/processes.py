@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def tree(root: psutil.Process) -> list[psutil.Process]:
 
 
 def end_tree(roots: Iterable[psutil.Process], grace: float = GRACE_SECONDS) -> list[psutil.Process]:
-    """SIGTERM ``roots`` (and their process groups), then SIGKILL every process of their trees still there after ``grace`` s.
+    """SIGTERM (and SIGCONT) ``roots`` and their process groups, then SIGKILL every process of their trees still there after ``grace`` s.
 
     The trees are read before any signal, so descendants orphaned by their parent's end are
     ended too. Returns the processes that had to be killed.
@@ -42,14 +43,24 @@ def end_tree(roots: Iterable[psutil.Process], grace: float = GRACE_SECONDS) -> l
             root.terminate()
             if os.getpgid(root.pid) == root.pid:  # started with start_new_session: the group is its own
                 os.killpg(root.pid, signal.SIGTERM)
-    _, alive = psutil.wait_procs(roots, timeout=grace)
+            root.resume()  # a stopped (SIGSTOP) process handles SIGTERM once continued
+    alive = _wait_for_end(roots, grace)
     everyone.update({p.pid: p for root in alive for p in tree(root)})
     left = [p for p in everyone.values() if _running(p)]
     for process in left:
         with contextlib.suppress(psutil.Error):
             process.kill()
-    psutil.wait_procs(left, timeout=30)
+    _wait_for_end(left, 30)
     return left
+
+
+def _wait_for_end(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Those of ``processes`` still running after up to ``timeout`` s; zombies are left to their parent to reap
+    (so a ``Popen`` still gets its child's exit status)."""
+    deadline = time.monotonic() + timeout
+    while (alive := [p for p in processes if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
 
 
 def _running(process: psutil.Process) -> bool:
