@@ -12,7 +12,7 @@ export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PIPENV_VENV_IN_PROJECT := 1
 
-.PHONY: help install system-deps test-deps example test test-fast test-faults lint lock clean
+.PHONY: help install system-deps test-deps postgres-deps example test test-fast test-faults lint lock clean
 
 help:
 	@echo "make example   set everything up and run the self-contained example"
@@ -39,8 +39,14 @@ install: $(VENV)/.installed system-deps
 system-deps:
 	@$(MAKE) --no-print-directory debs DEBS="$(RUNTIME_DEBS)" CHECK="pandoc asciidoctor-pdf"
 
-test-deps:
+test-deps: $(VENV)/.installed
 	@$(MAKE) --no-print-directory debs DEBS="$(TEST_DEBS)" CHECK="pdftotext pdfimages"
+	@$(MAKE) --no-print-directory postgres-deps
+
+# PostgreSQL for the database tests: the server AUTOFLOW_TEST_POSTGRES names (default 127.0.0.1:5432),
+# else initdb to start a throwaway cluster for the session (tests/databases.py), else Debian's server.
+postgres-deps: $(VENV)/.installed
+	@$(BIN)/python -m tests.pgcluster check || $(MAKE) --no-print-directory debs DEBS=postgresql
 
 # Installs missing Debian packages when root; otherwise says what to install.
 debs:
@@ -66,7 +72,7 @@ example: install
 test: install test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: install
+test-fast: install postgres-deps
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-faults: install test-deps

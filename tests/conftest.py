@@ -9,4 +9,6 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import importlib.util
 
-pytest_plugins = [m for m in ("tests.databases", "tests.fake_flowapi", "tests.prefect_server") if importlib.util.find_spec(m)]
+pytest_plugins = [
+    m for m in ("tests.databases", "tests.fake_flowapi", "tests.prefect_server", "tests.processes") if importlib.util.find_spec(m)
+]

@@ -6,6 +6,9 @@
   read from /proc through psutil.
 - :class:`OwnPostgres`: a PostgreSQL cluster made with ``initdb`` in a temporary directory on a
   free 127.0.0.1 port, which a test may stop and start (never the shared server).
+
+Every service runs in a session of its own; whatever the test's outcome, the autouse fixture in
+tests/processes.py ends the ones a test leaves running, with their kernels.
 """
 
 from __future__ import annotations
@@ -13,12 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,8 +30,8 @@ import psutil
 from autoflow.settings import Settings
 from autoflow.store import Attempt, RunStore
 from tests.nbfactory import write_notebook
-
-PG_BIN = Path(os.environ.get("AUTOFLOW_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+from tests.pgcluster import Cluster
+from tests.processes import end_tree
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -59,13 +59,6 @@ def tracebacks(text: str) -> int:
         elif line.startswith("Traceback (most recent call last)") and level != "DEBUG":
             count += 1
     return count
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def still_running(processes: Iterable[psutil.Process]) -> list[psutil.Process]:
@@ -97,8 +90,9 @@ class Service:
         self.stderr_path = log_dir / f"{name}.err"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "autoflow", *args], env=dict(env), stdout=out, stderr=err, stdin=subprocess.DEVNULL
-            )
+                [sys.executable, "-m", "autoflow", *args], env=dict(env), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
         self.pid = self.popen.pid
         self._process = psutil.Process(self.pid)
 
@@ -116,13 +110,13 @@ class Service:
     def frozen(self) -> bool:
         """Stopped by SIGSTOP (AUTOFLOW_TEST_FREEZE_AT reached)."""
         try:
-            return self._process.status() == psutil.STATUS_STOPPED
+            return bool(self._process.status() == psutil.STATUS_STOPPED)
         except psutil.NoSuchProcess:
             return False
 
     def descendants(self) -> list[psutil.Process]:
         try:
-            return self._process.children(recursive=True)
+            return list(self._process.children(recursive=True))
         except psutil.NoSuchProcess:
             return []
 
@@ -145,10 +139,10 @@ class Service:
         return self.popen.wait(timeout=timeout)
 
     def ensure_gone(self) -> None:
+        """End the service and everything it started (SIGTERM, a grace period, then SIGKILL)."""
         if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.kill()
-            self.popen.wait(timeout=30)
+            end_tree([self._process])
+        self.popen.wait(timeout=30)
 
 
 class CommandLines:
@@ -255,88 +249,8 @@ class Deployment:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.iterdir()))
 
 
-# -- PostgreSQL of the test's own ----------------------------------------------------------------
-
-
-def _as_postgres(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run a PostgreSQL server binary, as the postgres user when we are root (initdb refuses root)."""
-    if os.geteuid() == 0:
-        command = ["runuser", "-u", "postgres", "--", *command]
-    return subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)
-
-
-class OwnPostgres:
-    """A throwaway PostgreSQL cluster on 127.0.0.1:<free port>, password (SCRAM) auth over TCP."""
+class OwnPostgres(Cluster):
+    """The fault suite's PostgreSQL of its own: a :class:`~tests.pgcluster.Cluster` with password (SCRAM) auth over TCP."""
 
     def __init__(self) -> None:
-        if not (PG_BIN / "initdb").exists():
-            raise RuntimeError(f"no initdb in {PG_BIN}; set AUTOFLOW_TEST_PG_BIN to PostgreSQL's bin directory")
-        self.dir = Path(tempfile.mkdtemp(prefix="autoflow-faults-pg-"))
-        self.data = self.dir / "data"
-        self.socket_dir = self.dir / "sockets"
-        self.socket_dir.mkdir()
-        self.log = self.dir / "postgres.log"
-        self.port = free_port()
-        self.admin_password = "admin-" + os.urandom(8).hex()
-        pwfile = self.dir / "pwfile"
-        pwfile.write_text(self.admin_password + "\n")
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres")
-            for path in (self.socket_dir, pwfile):
-                shutil.chown(path, "postgres")
-        done = _as_postgres(
-            [str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
-             "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync"]
-        )  # fmt: skip
-        pwfile.unlink()
-        if done.returncode != 0:
-            raise RuntimeError(f"initdb failed: {done.stderr}")
-        self.start()
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        done = _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start"])
-        if done.returncode != 0:
-            raise RuntimeError(f"pg_ctl start failed: {done.stdout} {done.stderr} {self.log.read_text()[-2000:]}")
-
-    def stop(self, mode: str = "fast") -> None:
-        done = _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"])
-        if done.returncode != 0:
-            raise RuntimeError(f"pg_ctl stop failed: {done.stdout} {done.stderr}")
-
-    def running(self) -> bool:
-        return _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "status"]).returncode == 0
-
-    def admin(self) -> Any:
-        import psycopg
-
-        return psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", password=self.admin_password, dbname="postgres",
-            autocommit=True, connect_timeout=10,
-        )  # fmt: skip
-
-    def create_database(self, name: str, owner: str, password: str) -> None:
-        """A role ``owner`` with ``password`` (stored as SCRAM) owning a new database ``name``."""
-        from psycopg import sql
-
-        with self.admin() as connection:
-            exists = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone()
-            statement = "ALTER ROLE {} LOGIN PASSWORD {}" if exists else "CREATE ROLE {} LOGIN PASSWORD {}"
-            connection.execute(sql.SQL(statement).format(sql.Identifier(owner), sql.Literal(password)))
-            connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))
-
-    def url(self, database: str, user: str, password: str = "{}") -> str:
-        """A ``postgresql://`` URL as a user writes AUTOFLOW_DB_URI (``{}`` for AUTOFLOW_DB_PASSWORD)."""
-        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
-
-    def dump(self, database: str) -> bytes:
-        """pg_dump of ``database`` (schema and data), through the local socket."""
-        done = _as_postgres([str(PG_BIN / "pg_dump"), "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres", database])
-        if done.returncode != 0:
-            raise RuntimeError(f"pg_dump failed: {done.stderr}")
-        return done.stdout.encode()
-
-    def close(self) -> None:
-        if self.running():
-            self.stop("immediate")
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().__init__(password=True, prefix="autoflow-faults-pg-")

@@ -7,6 +7,8 @@ count of executions comes from the notebooks themselves, not from AutoFlow's own
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -53,7 +55,15 @@ def test_instances_sharing_postgres_run_every_run_exactly_once(tmp_path: Path, p
             env={"FLOWAPI_URL": fake.url, "FLOWAPI_TOKEN": fake.make_token(), "AUTOFLOW_MAX_PARALLEL_RUNS": "2"},
         )  # fmt: skip
         services = [app.start() for _ in range(instances)]
-        codes = [service.wait(540) for service in services]
+        deadline = time.monotonic() + 540
+        try:
+            codes = [service.wait(max(1.0, deadline - time.monotonic())) for service in services]
+        except subprocess.TimeoutExpired:
+            stuck = "\n\n".join(f"{service.stderr_path.name}:\n{service.stderr[-2000:]}" for service in services if service.alive())
+            raise AssertionError(f"not every instance ended within 540 s:\n{stuck}") from None
+        finally:
+            for service in services:
+                service.ensure_gone()
     logs = [service.stderr for service in services]
     executions = Counter(marker.name.split(".")[0] for marker in app.markers.iterdir())
     history = app.history()
