@@ -73,7 +73,7 @@ ALREADY_SUCCEEDED = "already succeeded"
 RUNNING_NOW = "running now"
 WAITING_FOR_DATA = "waiting for data"
 #: the stencil reaches back before the first available date: data that is not expected to come
-BEFORE_FIRST_DATA = "needs data from before the first available date"
+BEFORE_FIRST_DATA = "needing data from before the first available date"
 BEFORE_EARLIEST_DATE = "before earliest_date"
 STENCIL_DOES_NOT_APPLY = "stencil does not apply"
 

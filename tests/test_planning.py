@@ -51,7 +51,7 @@ def test_stencil_reaching_before_the_first_available_date_is_not_waiting() -> No
     reasons = {s.reference_date: s.reason for s in result.skipped}
     assert reasons[D(2016, 1, 1)] == "needs 2015-12-30, 2015-12-31 before the first available date (2016-01-01): not planned"
     assert reasons[D(2016, 1, 2)] == "needs 2015-12-31 before the first available date (2016-01-01): not planned"
-    assert result.skip_counts == {("w", "needs data from before the first available date"): 2, ("w", "waiting for data"): 2}
+    assert result.skip_counts == {("w", "needing data from before the first available date"): 2, ("w", "waiting for data"): 2}
 
 
 def test_stencil_dates_before_earliest_date_still_count() -> None:
@@ -123,7 +123,7 @@ def test_without_detail_the_same_runs_are_due_and_skips_are_counted() -> None:
     assert lean.due == full.due and lean.skipped == () and len(full.skipped) == full.skipped_total
     assert lean.skip_counts == full.skip_counts == {
         ("w", "waiting for data"): 2,  # 01-07, 01-08
-        ("w", "needs data from before the first available date"): 2,  # 01-01, 01-02 (reach back to December)
+        ("w", "needing data from before the first available date"): 2,  # 01-01, 01-02 (reach back to December)
         ("w", "already succeeded"): 1,
         ("w", "running now"): 1,
         ("w", "before earliest_date"): 2,
