@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,7 +120,8 @@ def notebook_task(
                 log.warning("notebook %s: attempt %d of %d failed, retrying in %.0f s: %s", label, attempt, attempts, RETRY_DELAY_SECONDS, exc)
                 time.sleep(RETRY_DELAY_SECONDS)
                 continue
-            log.error("notebook %s: %s", label, exc)
+            # the message itself is the run's error, logged once when the run ends
+            log.error("notebook %s: failed after %.1f s", label, (dt.datetime.now(dt.timezone.utc) - started).total_seconds())
             return _failed(str(exc), kept)
         log.info("notebook %s: done in %.1f s", label, (dt.datetime.now(dt.timezone.utc) - started).total_seconds())
         return str(output)
@@ -135,7 +136,7 @@ def report_task(label: str, executed: str, reports_dir: Path, template: Path | N
     try:
         export_pdf(Path(executed), pdf, template=template, title=title)
     except ReportError as exc:
-        log.error("report %s: %s", label, exc)
+        log.error("report %s: failed", label)  # the message is the run's error, logged when the run ends
         return _failed(f"report {label}: {exc}")
     return str(pdf)
 
@@ -277,8 +278,10 @@ def execute_workflow(workflow: WorkflowSpec, request: RunRequest, settings: Sett
     order = workflow.execution_order()
     waiting = {label: set(workflow.dependencies(label)) for label in order}
     done: dict[str, str] = {}
-    failed: dict[str, str] = {}
-    report_errors: list[str] = []
+    #: what failed ("notebook"/"report", label) -> its message, in the order they failed
+    failed: dict[tuple[str, str], str] = {}
+    #: notebooks not run because a notebook they depend on failed or was not run
+    not_run: list[str] = []
     outcome = RunOutcome()
     finished: queue.Queue[tuple[str, str, PrefectFuture[str]]] = queue.Queue()
     running = 0
@@ -289,11 +292,11 @@ def execute_workflow(workflow: WorkflowSpec, request: RunRequest, settings: Sett
     while waiting or running:
         for label in [lb for lb in order if lb in waiting]:
             deps = waiting[label]
-            blocked = [d for d in deps if d in failed]
+            blocked = sorted(d for d in deps if ("notebook", d) in failed or d in not_run)
             if blocked:
                 del waiting[label]
-                failed[label] = f"notebook {label} was not run because {', '.join(sorted(blocked))} failed"
-                log.info("%s", failed[label])
+                not_run.append(label)
+                log.info("notebook %s was not run because %s did not succeed", label, ", ".join(blocked))
             elif deps <= done.keys():
                 del waiting[label]
                 nb = workflow.notebooks[label]
@@ -317,10 +320,7 @@ def execute_workflow(workflow: WorkflowSpec, request: RunRequest, settings: Sett
         value = state.result(raise_on_failure=False) if state.is_completed() or state.is_failed() else None
         if not state.is_completed():
             failure = value if isinstance(value, TaskFailure) else TaskFailure(f"{kind} {label} crashed: {state.message}")
-            if kind == "notebook":
-                failed[label] = failure.message
-            else:
-                report_errors.append(failure.message)
+            failed[(kind, label)] = failure.message
             if failure.output:
                 outcome.notebooks.append(failure.output)
             continue
@@ -333,12 +333,25 @@ def execute_workflow(workflow: WorkflowSpec, request: RunRequest, settings: Sett
         if output is not None:
             submit("report", label, report_task.submit(label, str(value), reports_dir, output.template, None))
             running += 1
-    errors = [failed[label] for label in order if label in failed] + report_errors
-    if errors:
-        more = len(errors) - 1
-        outcome.error = errors[0] + (f" (and {more} more failure{'s' if more > 1 else ''})" if more else "")
+    if failed:
+        rank = {label: i for i, label in enumerate(order)}  # notebooks in file order, then reports
+        ordered = sorted(failed, key=lambda key: (key[0] != "notebook", rank[key[1]]))
+        outcome.error = summarise_failures({key: failed[key] for key in ordered}, not_run)
     outcome.duration = time.monotonic() - started
     return outcome
+
+
+def summarise_failures(failed: Mapping[tuple[str, str], str], not_run: Sequence[str]) -> str:
+    """The run's error: the first failure's whole message, then the names of the other notebooks
+    and reports that failed, then those not run because of them (which are not failures)."""
+    first = next(iter(failed.values()))
+    others = [label if kind == "notebook" else f"report {label}" for kind, label in list(failed)[1:]]
+    error = first
+    if others:
+        error += f"; {len(others)} more failed: {', '.join(others)}"
+    if not_run:
+        error += f"; not run because of {'the failures' if others else 'it'}: {', '.join(not_run)}"
+    return error
 
 
 def workflow_run_with_runner(max_parallel_notebooks: int) -> Any:

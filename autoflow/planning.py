@@ -3,7 +3,9 @@
 A *candidate* is (sensor entry, reference date) for every available date. It is due when the
 date is on or after the entry's ``earliest_date``, every date of its stencil is available, and
 its latest attempt is absent, failed, or abandoned (running with a heartbeat older than the
-lease). Due runs come oldest reference date first.
+lease). Due runs come oldest reference date first. A candidate whose stencil reaches back before
+the first available date is not planned rather than waiting: that data is not expected to come
+(should it come after all, the next plan sees it and the run becomes due).
 
 Every skipped candidate is counted by kind (:attr:`Plan.skip_counts`); with ``detail=True`` each
 also gets a :class:`SkippedRun` with its full reason. A tick over ten years of dates and dozens
@@ -62,12 +64,16 @@ class SkippedRun:
     parameters: Mapping[str, Any]
     reference_date: dt.date
     reason: str
+    #: one of the kinds below
+    kind: str = ""
 
 
 #: kinds of skip, as counted in Plan.skip_counts
 ALREADY_SUCCEEDED = "already succeeded"
 RUNNING_NOW = "running now"
 WAITING_FOR_DATA = "waiting for data"
+#: the stencil reaches back before the first available date: data that is not expected to come
+BEFORE_FIRST_DATA = "needing data from before the first available date"
 BEFORE_EARLIEST_DATE = "before earliest_date"
 STENCIL_DOES_NOT_APPLY = "stencil does not apply"
 
@@ -94,6 +100,12 @@ class Plan:
 
 def _missing(dates: Iterable[dt.date], available: frozenset[dt.date]) -> list[dt.date]:
     return sorted(d for d in dates if d not in available)
+
+
+def _describe_dates(dates: Sequence[dt.date]) -> str:
+    shown = ", ".join(d.isoformat() for d in dates[:3])
+    more = f" and {len(dates) - 3} more" if len(dates) > 3 else ""
+    return f"needs {shown}{more}"
 
 
 def _describe_missing(missing: Sequence[dt.date]) -> str:
@@ -128,7 +140,7 @@ def plan(
         def skip(day: dt.date, kind: str, reason: str | None = None) -> None:
             entry_counts[kind] += 1
             if detail:
-                skipped.append(SkippedRun(name, entry.parameters, day, reason or kind))  # noqa: B023
+                skipped.append(SkippedRun(name, entry.parameters, day, reason or kind, kind))  # noqa: B023
 
         for day in ordered:
             if earliest is not None and day < earliest:
@@ -149,6 +161,13 @@ def plan(
                 pairs = stencil.as_date_pairs(day)
             except ValueError as exc:
                 skip(day, STENCIL_DOES_NOT_APPLY, f"date stencil does not apply: {exc}")
+                continue
+            if pairs and min(start for start, _ in pairs) < ordered[0]:
+                if detail:
+                    before = [d for d in _missing(stencil.as_set_of_dates(day), available) if d < ordered[0]]
+                    skip(day, BEFORE_FIRST_DATA, f"{_describe_dates(before)} before the first available date ({ordered[0]}): not planned")
+                else:
+                    entry_counts[BEFORE_FIRST_DATA] += 1
                 continue
             if not stencil.dates_are_available(day, available):
                 if detail:

@@ -6,6 +6,7 @@ Used by the sensor tick (for every due run) and by ``autoflow trigger`` (for one
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 import logging
 import threading
 import time
@@ -32,7 +33,9 @@ class Heartbeat:
     def __init__(self, store: RunStore, lease_seconds: float) -> None:
         self.store = store
         self.interval = max(lease_seconds / 3.0, 0.05)
-        self._ids: set[int] = set()
+        #: attempt id -> when this process started it
+        self._started: dict[int, dt.datetime] = {}
+        self._last_ended: dt.datetime | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="autoflow-heartbeat", daemon=True)
@@ -40,16 +43,22 @@ class Heartbeat:
 
     def add(self, attempt_id: int) -> None:
         with self._lock:
-            self._ids.add(attempt_id)
+            self._started.setdefault(attempt_id, dt.datetime.now(dt.timezone.utc))
 
     def discard(self, attempt_id: int) -> None:
         with self._lock:
-            self._ids.discard(attempt_id)
+            if self._started.pop(attempt_id, None) is not None:
+                self._last_ended = dt.datetime.now(dt.timezone.utc)
 
     @property
     def active(self) -> set[int]:
         with self._lock:
-            return set(self._ids)
+            return set(self._started)
+
+    def busy_since(self) -> dt.datetime | None:
+        """When the oldest running attempt started; with none running, when the last one ended."""
+        with self._lock:
+            return min(self._started.values()) if self._started else self._last_ended
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):

@@ -14,8 +14,8 @@ from autoflow.store import RunStore
 log = logging.getLogger(__name__)
 
 
-def current_plan(config: AutoFlowConfig, settings: Settings, store: RunStore, source: DateSource, *, detail: bool = False) -> Plan:
-    """Due runs and skip counts as of now (``detail``: each skip's reason too).
+def current_plan(config: AutoFlowConfig, settings: Settings, store: RunStore | None, source: DateSource, *, detail: bool = False) -> Plan:
+    """Due runs and skip counts as of now (``detail``: each skip's reason too); no ``store``: no history yet.
 
     Reads only, in a fixed number of statements whatever the number of dates; raises
     DateSourceError / RunStoreError.
@@ -26,7 +26,7 @@ def current_plan(config: AutoFlowConfig, settings: Settings, store: RunStore, so
     span = f" from {min(dates)} to {max(dates)}" if dates else ""
     log.info("dates seen: %d distinct date(s)%s (%s)", len(dates), span, counts)
     workflows = {entry.workflow_name for entry in config.sensor.workflows}
-    history = store.latest_states(workflows)
+    history = store.latest_states(workflows) if store is not None else {}
     return plan(
         config.sensor.workflows,
         dates,

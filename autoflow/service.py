@@ -16,6 +16,7 @@ from autoflow.flows import close_stores, remember_config
 from autoflow.heartbeat import HeartbeatWriter
 from autoflow.native_memory import release_free_memory
 from autoflow.prefect_env import prefect_api
+from autoflow.run_bounds import longest_allowed_run
 from autoflow.sensor import Sensor, TickResult, run_tick
 from autoflow.settings import Settings
 from autoflow.spec.models import AutoFlowConfig
@@ -63,7 +64,11 @@ class Service:
                 remember_config(self.config)
                 self.sensor = Sensor(self.config, settings, store)
                 self._install_signal_handlers()
-                self.heartbeat = HeartbeatWriter(settings.outputs_dir).start()
+                self.heartbeat = HeartbeatWriter(
+                    settings.outputs_dir,
+                    longest_run=longest_allowed_run(self.config, settings),
+                    runs_busy_since=self.sensor.launcher.heartbeat.busy_since,
+                ).start()
                 try:
                     return self._loop(self.sensor)
                 finally:

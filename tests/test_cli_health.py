@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from autoflow import heartbeat
+from autoflow import heartbeat, run_bounds
 from autoflow.cli import health
 from autoflow.cli.app import Abort, Application
+from autoflow.settings import Settings
+from autoflow.spec.models import AutoFlowConfig, NotebookSpec, OutputSpec, SensorSpec, WorkflowSpec
 
 FAKE_SERVICE = """\
 import os, pathlib, sys, time
@@ -205,3 +207,104 @@ def test_health_is_a_command(outputs: Path, monkeypatch: pytest.MonkeyPatch, cap
     heartbeat.write_heartbeat(outputs, state="waiting")
     assert main(["health"]) == 0
     assert capsys.readouterr().out.startswith("healthy: heartbeat")
+
+
+# -- a tick that has been busy longer than the longest allowed run -------------------------------
+
+
+def notebook(label: str, *, timeout: float | None = None, retries: int = 0, report: bool = False) -> NotebookSpec:
+    return NotebookSpec(label, f"{label}.ipynb", Path(f"/in/{label}.ipynb"), timeout=timeout, retries=retries, output=OutputSpec() if report else None)
+
+
+def test_longest_allowed_run_adds_up_the_notebooks_of_the_longest_workflow() -> None:
+    settings = Settings(notebook_timeout=3600, kernel_start_timeout=60)
+    short = WorkflowSpec("short", {"a": notebook("a", timeout=60)})
+    long = WorkflowSpec("long", {"a": notebook("a"), "b": notebook("b", timeout=600, retries=2, report=True)})
+    config = AutoFlowConfig(Path("/in"), {"short": short, "long": long}, SensorSpec(None, ()))
+    # a: the default timeout + a kernel start; b: three tries of (600 + 60), two pauses, a report
+    expected = (3600 + 60) + 3 * (600 + 60) + 2 * run_bounds.RETRY_PAUSE_SECONDS + run_bounds.REPORT_SECONDS + run_bounds.RUN_MARGIN_SECONDS
+    assert run_bounds.longest_allowed_run(config, settings) == expected
+    assert run_bounds.workflow_bound(short, settings) == 60 + 60 + run_bounds.RUN_MARGIN_SECONDS
+    # health cannot load the config: one notebook of the default timeout, with a report
+    assert run_bounds.longest_allowed_run(None, settings) == 3600 + 60 + run_bounds.REPORT_SECONDS + run_bounds.RUN_MARGIN_SECONDS
+
+
+def ticking_since(outputs: Path, started: dt.datetime, busy: dt.datetime | None = None, longest_run: float | None = None) -> None:
+    """A fresh heartbeat of this (live) process, in a tick that started at ``started``."""
+    path = heartbeat.write_heartbeat(outputs, state="ticking")
+    rewrite(path, tick_started_at=started.isoformat(), busy_since=(busy or started).isoformat(), longest_run_seconds=longest_run)
+
+
+def test_a_tick_busy_longer_than_the_longest_allowed_run_is_unhealthy(
+    outputs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    started = now - dt.timedelta(hours=2)
+    ticking_since(outputs, started, longest_run=3600)
+    code, out = run_health(outputs, monkeypatch, capsys)
+    assert code == 1, out
+    assert out.count("\n") == 1 and out.startswith(f"unhealthy: the tick started at {started:%Y-%m-%d %H:%M:%S} UTC and has run longer")
+    assert "longest allowed run, 1 h: a run is hung" in out
+    ticking_since(outputs, now - dt.timedelta(minutes=30), longest_run=3600)
+    code, out = run_health(outputs, monkeypatch, capsys)
+    assert code == 0 and "(ticking)" in out, out
+    # a long tick whose current run started recently (a backfill) is healthy; a stuck run is not
+    ticking_since(outputs, started, busy=now - dt.timedelta(minutes=10), longest_run=3600)
+    assert run_health(outputs, monkeypatch, capsys)[0] == 0
+    ticking_since(outputs, now - dt.timedelta(hours=5), busy=started, longest_run=3600)
+    code, out = run_health(outputs, monkeypatch, capsys)
+    assert code == 1 and f"has been stuck since {started:%Y-%m-%d %H:%M:%S} UTC" in out, out
+
+
+def test_without_a_recorded_bound_health_uses_the_settings(
+    outputs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AUTOFLOW_INPUTS_DIR", raising=False)  # no config to read: the bound of the settings
+    monkeypatch.setenv("AUTOFLOW_NOTEBOOK_TIMEOUT", "3600")
+    now = dt.datetime.now(dt.timezone.utc)
+    ticking_since(outputs, now - dt.timedelta(minutes=40))
+    assert run_health(outputs, monkeypatch, capsys)[0] == 0
+    ticking_since(outputs, now - dt.timedelta(hours=3))
+    code, out = run_health(outputs, monkeypatch, capsys)
+    assert code == 1 and "longest allowed run, 1 h 21 min" in out, out
+
+
+def test_writer_records_the_tick_and_its_oldest_run(outputs: Path) -> None:
+    run_started = dt.datetime(2030, 1, 1, 12, tzinfo=dt.timezone.utc)
+    writer = heartbeat.HeartbeatWriter(outputs, interval=60, longest_run=600, runs_busy_since=lambda: run_started).start()
+    path = heartbeat.heartbeat_path(outputs)
+    try:
+        assert json.loads(path.read_text())["tick_started_at"] is None
+        writer.update("ticking")
+        record = json.loads(path.read_text())
+        assert record["busy_since"] == run_started.isoformat() and record["longest_run_seconds"] == 600
+        assert dt.datetime.fromisoformat(record["tick_started_at"]) < run_started
+        healthy, why = health.check(outputs, max_age=10**9, now=run_started + dt.timedelta(seconds=601))
+        assert not healthy and "stuck since 2030-01-01 12:00:00 UTC" in why and "longest allowed run, 10 min" in why
+        writer.update("waiting")
+        assert json.loads(path.read_text())["busy_since"] is None
+    finally:
+        writer.stop()
+
+
+def test_the_run_heartbeat_knows_since_when_its_runs_are_busy(tmp_path: Path) -> None:
+    from autoflow.runs import Heartbeat
+    from autoflow.store import RunStore
+
+    with RunStore(f"sqlite:///{tmp_path / 'autoflow.db'}") as store:
+        beats = Heartbeat(store, lease_seconds=300)
+        try:
+            assert beats.busy_since() is None
+            beats.add(1)
+            first = beats.busy_since()
+            assert first is not None
+            beats.add(2)
+            assert beats.busy_since() == first  # the oldest running run
+            beats.discard(1)
+            second = beats.busy_since()
+            assert second is not None and second >= first
+            beats.discard(2)
+            ended = beats.busy_since()
+            assert ended is not None and ended >= second  # none running: when the last one ended
+        finally:
+            beats.stop()

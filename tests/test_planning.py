@@ -18,7 +18,7 @@ class Prior:
     error: str | None = None
 
 
-def entry(workflow: str = "w", stencil: list | None = None, earliest: dt.date | None = None, **params: object) -> SensorEntry:
+def entry(workflow: str = "w", stencil: list[object] | None = None, earliest: dt.date | None = None, **params: object) -> SensorEntry:
     return SensorEntry(workflow, frozen_map(params), earliest, DateStencil(stencil if stencil is not None else [0]))
 
 
@@ -43,7 +43,15 @@ def test_stencil_needs_every_date_and_says_which_are_missing() -> None:
     assert [r.reference_date for r in result.due] == [D(2016, 1, 3), D(2016, 1, 7), D(2016, 1, 8)]
     reasons = {s.reference_date: s.reason for s in result.skipped}
     assert reasons[D(2016, 1, 5)] == "waiting for data: 2016-01-04 not available"
-    assert reasons[D(2016, 1, 1)] == "waiting for data: 2015-12-30, 2015-12-31 not available"
+
+
+def test_stencil_reaching_before_the_first_available_date_is_not_waiting() -> None:
+    available = days(1, 3) + days(5, 8)
+    result = plan([entry(stencil=[[-2, 0]])], available, {}, now=NOW, lease_seconds=300)
+    reasons = {s.reference_date: s.reason for s in result.skipped}
+    assert reasons[D(2016, 1, 1)] == "needs 2015-12-30, 2015-12-31 before the first available date (2016-01-01): not planned"
+    assert reasons[D(2016, 1, 2)] == "needs 2015-12-31 before the first available date (2016-01-01): not planned"
+    assert result.skip_counts == {("w", "needing data from before the first available date"): 2, ("w", "waiting for data"): 2}
 
 
 def test_stencil_dates_before_earliest_date_still_count() -> None:
@@ -114,7 +122,8 @@ def test_without_detail_the_same_runs_are_due_and_skips_are_counted() -> None:
     lean = plan(entries, available, history, now=NOW, lease_seconds=300, detail=False)
     assert lean.due == full.due and lean.skipped == () and len(full.skipped) == full.skipped_total
     assert lean.skip_counts == full.skip_counts == {
-        ("w", "waiting for data"): 4,  # 01-01, 01-02 (stencil reaches back to December), 01-07, 01-08
+        ("w", "waiting for data"): 2,  # 01-07, 01-08
+        ("w", "needing data from before the first available date"): 2,  # 01-01, 01-02 (reach back to December)
         ("w", "already succeeded"): 1,
         ("w", "running now"): 1,
         ("w", "before earliest_date"): 2,
@@ -128,4 +137,4 @@ def test_without_detail_the_same_runs_are_due_and_skips_are_counted() -> None:
         ("w", D(2016, 1, 8), "abandoned"),
     ]
     assert "(boom)" in full.due[4].reason
-    assert full.skips_by_kind()["waiting for data"] == 4
+    assert full.skips_by_kind()["waiting for data"] == 2

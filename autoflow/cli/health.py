@@ -5,6 +5,10 @@ The container's HEALTHCHECK runs it. The service proves it is alive with a heart
 host so that several AutoFlow processes can share an outputs directory. When this host has
 written none (yet), a running ``autoflow`` service process whose AUTOFLOW_OUTPUTS_DIR is this
 one counts as healthy instead.
+
+A live service can still be stuck in a tick: a run (or the tick's own work) busy for longer than
+the longest allowed run (:mod:`autoflow.run_bounds`, as the service recorded it in the heartbeat)
+is hung, and the service unhealthy.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import argparse
 import datetime as dt
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,38 +41,95 @@ def run(app: Application, args: argparse.Namespace) -> int:
     if args.max_age <= 0:
         app.abort("--max-age must be greater than 0", 2)
     outputs = app.settings.outputs_dir
-    healthy, message = check(outputs, max_age=args.max_age)
+    healthy, message = check(outputs, max_age=args.max_age, longest_run=lambda: _longest_run(app))
     print(f"{'healthy' if healthy else 'unhealthy'}: {message}")
     return 0 if healthy else 1
 
 
-def check(outputs_dir: Path, *, max_age: float = DEFAULT_MAX_AGE, now: dt.datetime | None = None) -> tuple[bool, str]:
-    """(healthy, why) for the service of this host writing to ``outputs_dir``."""
+def _longest_run(app: Application) -> float:
+    """The longest allowed run of the workflows in the inputs directory (or from the settings alone)."""
+    from autoflow.errors import AutoFlowError
+    from autoflow.run_bounds import longest_allowed_run
+
+    try:
+        config = app.load_config()
+    except AutoFlowError:
+        config = None
+    return longest_allowed_run(config, app.settings)
+
+
+def _default_longest_run() -> float:
+    from autoflow.run_bounds import longest_allowed_run
+    from autoflow.settings import Settings
+
+    return longest_allowed_run(None, Settings.from_env())
+
+
+def check(
+    outputs_dir: Path,
+    *,
+    max_age: float = DEFAULT_MAX_AGE,
+    now: dt.datetime | None = None,
+    longest_run: Callable[[], float] = _default_longest_run,
+) -> tuple[bool, str]:
+    """(healthy, why) for the service of this host writing to ``outputs_dir``.
+
+    ``longest_run`` gives the longest allowed run when the heartbeat does not record it.
+    """
     path = heartbeat_path(outputs_dir)
     if path.exists():
-        return _check_heartbeat(path, max_age, now or dt.datetime.now(dt.timezone.utc))
+        return _check_heartbeat(path, max_age, now or dt.datetime.now(dt.timezone.utc), longest_run)
     pid = find_service_process(outputs_dir)
     if pid is None:
         return False, f"no AutoFlow service is running for {outputs_dir} (and it has no heartbeat file {path})"
     return True, f"the AutoFlow service (pid {pid}) is running for {outputs_dir}; no heartbeat written yet"
 
 
-def _check_heartbeat(path: Path, max_age: float, now: dt.datetime) -> tuple[bool, str]:
+def _utc(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` in words: "45 s", "12 min", "6 h 10 min"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours and minutes else f"{hours} h" if hours else f"{minutes} min"
+
+
+def _check_heartbeat(path: Path, max_age: float, now: dt.datetime, longest_run: Callable[[], float]) -> tuple[bool, str]:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        written = dt.datetime.fromisoformat(record["written_at"])
+        written = _utc(record["written_at"])
         pid = int(record["pid"])
+        tick_started = _utc(record["tick_started_at"]) if record.get("tick_started_at") else None
+        busy_since = _utc(record["busy_since"]) if record.get("busy_since") else tick_started
+        recorded_bound = float(record["longest_run_seconds"]) if record.get("longest_run_seconds") else None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return False, f"cannot read the heartbeat {path}: {exc}"
-    if written.tzinfo is None:
-        written = written.replace(tzinfo=dt.timezone.utc)
     age = (now - written).total_seconds()
     if not _alive(pid):
         return False, f"the service (pid {pid}) that wrote {path} is not running"
     if age > max_age:
         return False, f"the last heartbeat in {path} is {age:.0f} s old (more than {max_age:g} s): the service is stuck"
     state = record.get("state") or "running"
+    if state == "ticking" and tick_started is not None and busy_since is not None:
+        bound = recorded_bound or longest_run()
+        if (now - busy_since).total_seconds() > bound:
+            return False, _hung(tick_started, busy_since, bound)
     return True, f"heartbeat {max(age, 0):.0f} s ago from pid {pid} ({state})"
+
+
+def _hung(tick_started: dt.datetime, busy_since: dt.datetime, bound: float) -> str:
+    started = f"the tick started at {tick_started:%Y-%m-%d %H:%M:%S} UTC and"
+    if busy_since > tick_started:  # a run started (or the last one ended) then
+        started += f" has been stuck since {busy_since:%Y-%m-%d %H:%M:%S} UTC,"
+    return (
+        f"{started} has run longer than the longest allowed run, {_duration(bound)}: a run is hung; "
+        "restart the service (the run is tried again)"
+    )
 
 
 def _alive(pid: int) -> bool:

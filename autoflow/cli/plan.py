@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import shutil
 import sys
+import textwrap
 from collections import Counter
+from collections.abc import Sequence
 
 from autoflow.cli.app import Application
 from autoflow.parameters import to_json_safe
+from autoflow.planning import BEFORE_FIRST_DATA, WAITING_FOR_DATA, SkippedRun
 
 HELP = "dry run of the next tick: due runs and skip reasons (executes and claims nothing)"
 
@@ -20,19 +25,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(app: Application, args: argparse.Namespace) -> int:
+    from autoflow.logs import setup_logging
     from autoflow.scan import current_plan
     from autoflow.sources import make_source
     from autoflow.store import RunStore
 
-    app.setup_logging()
-    config = app.load_config()
     settings = app.settings
+    # a dry run answers on stdout: the console log shows only what went wrong (or everything at DEBUG)
+    setup_logging(settings.log_level if settings.log_level == "DEBUG" else "WARNING")
+    config = app.load_config()
     if config.sensor.source.type == "flowapi":
         settings.required_flowapi  # noqa: B018 - name the missing variable
     source = make_source(config.sensor.source, settings=settings, inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types)
-    with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked) as store:
-        store.upgrade()
-        result = current_plan(config, settings, store, source, detail=True)
+    display = settings.db_url_masked
+    with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=display, read_only=True) as store:
+        schema = store.schema_status()  # reads only: plan creates, migrates and claims nothing
+        if schema == "old":
+            app.abort(f"the run history at {display} needs upgrading to this AutoFlow's schema; run `autoflow db upgrade` (the service does so when it starts), then plan again")
+        if schema == "newer":
+            app.abort(f"the run history at {display} was written by a newer AutoFlow; run that version of AutoFlow")
+        result = current_plan(config, settings, store if schema == "current" else None, source, detail=True)
     if args.json:
         json.dump(
             {
@@ -42,7 +54,8 @@ def run(app: Application, args: argparse.Namespace) -> int:
                     for r in result.due
                 ],
                 "skipped": [
-                    {"workflow": s.workflow, "reference_date": s.reference_date.isoformat(), "parameters": to_json_safe(dict(s.parameters)), "reason": s.reason}
+                    {"workflow": s.workflow, "reference_date": s.reference_date.isoformat(), "parameters": to_json_safe(dict(s.parameters)),
+                     "kind": s.kind, "reason": s.reason}
                     for s in result.skipped
                 ],
             },
@@ -51,16 +64,48 @@ def run(app: Application, args: argparse.Namespace) -> int:
         )  # fmt: skip
         sys.stdout.write("\n")
         return 0
-    print(f"{len(result.available_dates)} date(s) available; {len(result.due)} run(s) due, {result.skipped_total} skipped.")
+    width = max(shutil.get_terminal_size().columns, MIN_WIDTH)
+    dates = sorted(result.available_dates)
+    span = f" ({dates[0]} to {dates[-1]})" if dates else ""
+    lines = [(f"{len(dates)} date(s) available{span}; {len(result.due)} run(s) due, {result.skipped_total} skipped.", 0)]
+    if schema == "missing":
+        lines.append((f"No run history yet at {display}: every run would be its first attempt.", 0))
     for r in result.due:
         params = ", ".join(f"{k}={v}" for k, v in to_json_safe(dict(r.parameters)).items())
-        print(f"  due      {r.workflow} {r.reference_date}  {params}  attempt {r.previous_attempt + 1}: {r.reason}")
+        lines.append((f"  due      {r.workflow} {r.reference_date}  attempt {r.previous_attempt + 1}: {r.reason}  {params}".rstrip(), INDENT))
     if args.all:
-        for s in result.skipped:
-            print(f"  skipped  {s.workflow} {s.reference_date}: {s.reason}")
+        lines += [(f"  skipped  {s.workflow} {s.reference_date}: {s.reason}", INDENT) for s in result.skipped]
     elif result.skipped:
-        kinds = Counter((s.workflow, s.reason if s.reason.startswith("waiting") else s.reason.split(" (")[0]) for s in result.skipped)
-        for (workflow, reason), n in kinds.most_common(20):
-            print(f"  skipped  {workflow}: {n} × {reason}")
-        print("  (use --all to list every skipped run)")
+        lines += [(line, INDENT) for line in summarise_skips(result.skipped, dates[0])]
+        lines.append(("  (use --all to list every skipped run)", INDENT))
+    for text, indent in lines:
+        print(wrap(text, width, indent))
     return 0
+
+
+#: a terminal narrower than this is treated as this wide
+MIN_WIDTH = 40
+#: where the continuation of a wrapped line starts (under the text after "  due      ")
+INDENT = 11
+
+
+def wrap(text: str, width: int, indent: int) -> str:
+    """``text`` folded to ``width`` columns, continuation lines indented by ``indent``."""
+    return textwrap.fill(text, width=width, subsequent_indent=" " * indent, break_on_hyphens=False, drop_whitespace=True)
+
+
+def summarise_skips(skipped: Sequence[SkippedRun], first_date: dt.date) -> list[str]:
+    """One line per workflow and kind of skip (per missing data for "waiting"), most frequent first."""
+    kinds: Counter[tuple[str, str]] = Counter()
+    for s in skipped:
+        if s.kind == BEFORE_FIRST_DATA:
+            kinds[(s.workflow, BEFORE_FIRST_DATA)] += 1
+        else:
+            kinds[(s.workflow, s.reason if s.kind == WAITING_FOR_DATA else s.reason.split(" (")[0])] += 1
+    lines = []
+    for (workflow, reason), n in kinds.most_common(20):
+        if reason == BEFORE_FIRST_DATA:
+            lines.append(f"  not planned  {workflow}: {n} date(s) need data from before the first available date ({first_date})")
+        else:
+            lines.append(f"  skipped  {workflow}: {n} × {reason}")
+    return lines

@@ -36,10 +36,14 @@ def parse_url(url: str, display_url: str) -> URL:
         ) from None
 
 
-def create_engine(url: URL, display_url: str) -> Engine:
-    """An engine for ``url``; for a SQLite file, its directory is created if missing."""
+def create_engine(url: URL, display_url: str, *, read_only: bool = False) -> Engine:
+    """An engine for ``url``; for a SQLite file, its directory is created if missing.
+
+    ``read_only``: for SQLite, create no directory and leave the file's journal mode alone
+    (the engine still creates the file on first connect: check :func:`sqlite_file` first).
+    """
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, display_url)
+        return _sqlite_engine(url, display_url, read_only=read_only)
     connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_SECONDS
@@ -52,10 +56,18 @@ def create_engine(url: URL, display_url: str) -> Engine:
         ) from None
 
 
-def _sqlite_engine(url: URL, display_url: str) -> Engine:
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite database URL (None for other databases, in-memory and ``file:`` URIs)."""
     database = url.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
-        directory = Path(database).parent
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _sqlite_engine(url: URL, display_url: str, *, read_only: bool) -> Engine:
+    path = sqlite_file(url)
+    if path is not None and not read_only:
+        directory = path.parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -71,7 +83,8 @@ def _sqlite_engine(url: URL, display_url: str) -> Engine:
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, see below
         dbapi_connection.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
-        _use_wal(dbapi_connection)
+        if not read_only:
+            _use_wal(dbapi_connection)
         dbapi_connection.execute("PRAGMA synchronous = NORMAL")
         dbapi_connection.execute("PRAGMA foreign_keys = ON")
 

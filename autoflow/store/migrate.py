@@ -10,6 +10,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from autoflow.store.schema import VERSION_TABLE
+
 HERE = Path(__file__).resolve().parent
 ALEMBIC_INI = HERE / "alembic.ini"
 
@@ -35,6 +37,23 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "autoflow/store/migrations/versions has no revisions"
     return head
+
+
+def schema_status(connection: Connection) -> str:
+    """Read, without changing anything, how the schema compares with this AutoFlow's.
+
+    "missing" (no AutoFlow tables yet), "current", "old" (``autoflow db upgrade`` migrates it) or
+    "newer" (written by a newer AutoFlow).
+    """
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return "missing"
+    version = connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    if version is None:
+        return "missing"
+    if version == head_revision():
+        return "current"
+    known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    return "old" if version in known else "newer"
 
 
 def upgrade(connection: Connection) -> None:

@@ -25,7 +25,7 @@ from autoflow.parameters import from_typed_json, params_hash, to_typed_json
 from autoflow.settings import mask_url
 from autoflow.planning import PriorAttempt, RunId
 from autoflow.store.attempts import Attempt, RunKey, attempt_from_row, encode_date_ranges
-from autoflow.store.engine import WRITE, create_engine, one_line, parse_url, unreachable
+from autoflow.store.engine import WRITE, create_engine, one_line, parse_url, sqlite_file, unreachable
 from autoflow.store.owners import Owner, is_gone_from_this_host
 from autoflow.store.schema import STATES, TRIGGERS, run_attempts
 from autoflow.testhooks import fault_point
@@ -55,9 +55,11 @@ class RunStore:
     ``url`` is a SQLAlchemy URL with any password filled in (``Settings.db_url``); it is only
     ever shown as ``display_url`` (default: ``url`` with the password masked).
     ``lease_seconds``: a running attempt without a heartbeat for this long is abandoned.
+    ``read_only``: for looking only (``autoflow plan``): creates no SQLite file or directory and
+    cannot :meth:`upgrade`; ask :meth:`schema_status` before reading.
     """
 
-    def __init__(self, url: str, *, lease_seconds: float = 300.0, display_url: str | None = None) -> None:
+    def __init__(self, url: str, *, lease_seconds: float = 300.0, display_url: str | None = None, read_only: bool = False) -> None:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be greater than 0, not {lease_seconds!r}")
         self.display_url = display_url or mask_url(url)
@@ -70,7 +72,9 @@ class RunStore:
                 "PostgreSQL (postgresql://...) and SQLite (sqlite:///...): change AUTOFLOW_DB_URI"
             )
         self._secrets = (parsed.password,) if isinstance(parsed.password, str) else ()
-        self._engine = create_engine(parsed, self.display_url)
+        self.read_only = read_only
+        self._file = sqlite_file(parsed)
+        self._engine = create_engine(parsed, self.display_url, read_only=read_only)
 
     def __repr__(self) -> str:
         return f"RunStore({self.display_url!r})"
@@ -109,11 +113,27 @@ class RunStore:
                 "check the database server's health and that no other program changed AutoFlow's tables"
             ) from None
 
+    def schema_status(self) -> str:
+        """How the database compares with this AutoFlow, changing nothing (no file is created).
+
+        "missing" (no SQLite file, or no AutoFlow tables yet: no history), "current", "old"
+        (needs ``autoflow db upgrade``) or "newer" (written by a newer AutoFlow).
+        """
+        from autoflow.store import migrate
+
+        if self._file is not None and not self._file.exists():
+            return "missing"
+        with self._transaction("read its schema version") as connection:
+            return migrate.schema_status(connection)
+
     def upgrade(self) -> None:
         """Create or migrate the schema to this AutoFlow's version. Idempotent, concurrency-safe."""
         from alembic.util import CommandError  # Alembic takes a while to import: only when needed
 
         from autoflow.store import migrate
+
+        if self.read_only:
+            raise RuntimeError("a read-only RunStore cannot upgrade the schema")
 
         try:
             with self._transaction("upgrade its schema", write=True) as connection:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +112,30 @@ def test_independent_notebooks_overlap(tmp_path: Path) -> None:
     assert max(a0, b0) < min(a1, b1), "the two notebooks did not run at the same time"
 
 
-def test_failure_stops_only_dependents_and_keeps_the_failed_notebook(tmp_path: Path) -> None:
+@contextmanager
+def service_console() -> Iterator[None]:
+    """AutoFlow's console logging (as the service sets it up) on this test's stderr, for one block."""
+    from autoflow.logs import setup_logging
+
+    loggers = [logging.getLogger(name) for name in ("", "autoflow", "prefect", "uvicorn", "fastapi")]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    setup_logging("INFO")
+    try:
+        yield
+    finally:
+        for logger, (handlers, level, propagate) in zip(loggers, saved):
+            logger.handlers[:], logger.level, logger.propagate = handlers, level, propagate
+
+
+@pytest.mark.slow
+def test_failure_stops_only_dependents_and_keeps_the_failed_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from autoflow.flows import close_stores
+    from autoflow.parameters import params_hash
+    from autoflow.planning import DueRun
+    from autoflow.runs import Launcher
+    from autoflow.settings import Settings
+    from autoflow.store import RunStore
+
     inputs = make_inputs(
         tmp_path,
         """
@@ -119,25 +145,46 @@ def test_failure_stops_only_dependents_and_keeps_the_failed_notebook(tmp_path: P
               bad: {filename: bad.ipynb}
               fine: {filename: fine.ipynb}
               after_bad: {filename: fine.ipynb, parameters: {upstream: bad}}
+              after_after: {filename: fine.ipynb, parameters: {upstream: after_bad}}
+              also_bad: {filename: also_bad.ipynb}
         available_dates_sensor: {schedule: null, workflows: [{workflow_name: w}]}
         """,
         {
             "bad.ipynb": ("x = 1", ["print('before')", "raise ValueError('no data for this day')", "print('never')"]),
+            "also_bad.ipynb": ("x = 1", ["raise KeyError('no such column')"]),
             "fine.ipynb": ("upstream = None", ["print('fine')"]),
         },
     )
-    ok, result = run(inputs, tmp_path / "out", "w", {}, D(2016, 1, 1))
-    assert not ok
-    names = sorted(Path(p).name.split("__")[0] for p in result["notebooks"])
-    assert names == ["bad", "fine"]  # after_bad never ran
-    error = result["error"]
+    outputs = tmp_path / "out"
+    settings = Settings(inputs_dir_raw=str(inputs), outputs_dir_raw=str(outputs), max_parallel_notebooks=2)
+    day = D(2016, 1, 1)
+    with RunStore(settings.db_url) as store, service_console():
+        store.upgrade()
+        launcher = Launcher(store, settings, trigger="manual")
+        try:
+            launched = launcher.launch(DueRun("w", {}, params_hash({}), day, ((day, day),), 0, "test"))
+        finally:
+            launcher.close()
+            close_stores()
+        [attempt] = store.history()
+    outcome = launched.outcome
+    assert outcome is not None and not outcome.success
+    names = sorted(Path(p).name.split("__")[0] for p in outcome.notebooks)
+    assert names == ["also_bad", "bad", "fine"]  # after_bad and after_after never ran
+    error = outcome.error
+    assert error is not None and attempt.state == "failed" and attempt.error == error
     assert "ValueError" in error and "no data for this day" in error and "bad.ipynb" in error
-    bad = next(Path(p) for p in result["notebooks"] if Path(p).name.startswith("bad"))
+    bad = next(Path(p) for p in outcome.notebooks if Path(p).name.startswith("bad"))
     assert str(bad) in error
     text = bad.read_text()
     assert "no data for this day" in text and "before" in text
-    assert "after_bad was not run because bad failed" in error or "1 more failure" in error
-    assert not list((tmp_path / "out" / "notebooks").glob("fine__*__*")) == []
+    # one more real failure, by name; the notebooks skipped because of them are not failures
+    assert error.endswith("; 1 more failed: also_bad; not run because of the failures: after_bad, after_after"), error
+    assert "no such column" not in error
+    # the failing notebook's message is logged once: by the run's end, not also by its task
+    logged = capsys.readouterr().err
+    assert logged.count("no data for this day") == 1, logged
+    assert "run w for 2016-01-01 (attempt 1): failed" in logged and "notebook bad: failed after" in logged
 
 
 def test_timeout_and_retries(tmp_path: Path) -> None:
