@@ -10,7 +10,7 @@ arrive through :mod:`logging` at DEBUG.
 - :mod:`.execution` and :mod:`.failures`: running a notebook, and a failure as one line.
 """
 
-from autoflow.notebooks.execution import DEFAULT_MAX_OUTPUT_BYTES, execute_notebook
+from autoflow.notebooks.execution import DEFAULT_MAX_OUTPUT_BYTES, ExecutionLimits, execute_notebook
 from autoflow.notebooks.naming import build_parameters, output_stem
 
-__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "build_parameters", "execute_notebook", "output_stem"]
+__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "ExecutionLimits", "build_parameters", "execute_notebook", "output_stem"]

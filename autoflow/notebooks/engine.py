@@ -15,10 +15,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from jupyter_core.utils import _loop as _jupyter_loop  # run_sync's "current" event loop: a context variable
-from jupyter_core.utils import ensure_async
+from jupyter_core.utils import ensure_async, run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.utils import merge_kwargs, remove_args
+
+from autoflow.notebooks.kernels import KERNEL_START_TIMEOUT, start_kernel_within
 
 T = TypeVar("T")
 
@@ -39,8 +41,11 @@ if not any(isinstance(f, _DemoteToDebug) for f in _papermill_log.filters):
 class _Budget:
     """The whole-notebook budgets (time, output size), and which cell is running (nbclient's ``timeout_func``)."""
 
-    def __init__(self, seconds: float | None, max_output_bytes: int | None = None) -> None:
+    def __init__(
+        self, seconds: float | None, max_output_bytes: int | None = None, kernel_start_seconds: float = KERNEL_START_TIMEOUT
+    ) -> None:
         self.seconds = seconds
+        self.kernel_start_seconds = kernel_start_seconds
         self._deadline = None if seconds is None else time.monotonic() + seconds
         self.current_cell: Any = None
         self.max_output_bytes = max_output_bytes
@@ -56,6 +61,11 @@ class _Budget:
         left = self.remaining()
         return left is not None and left <= 0
 
+    def kernel_start_bound(self) -> float:
+        """Seconds the kernel may take to start: its own bound, or less if the notebook's time is nearly up."""
+        left = self.remaining()
+        return self.kernel_start_seconds if left is None else max(min(self.kernel_start_seconds, left), 0.001)
+
     def __call__(self, cell: Any) -> float | None:
         self.current_cell = cell
         left = self.remaining()
@@ -64,13 +74,18 @@ class _Budget:
 
 
 class _BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
-    """papermill's notebook client, interrupting the kernel once the output passes its budget.
+    """papermill's notebook client, bounding its kernel's start and interrupting the kernel once the
+    output passes its budget.
 
     A notebook printing in a loop would otherwise grow AutoFlow's memory without bound (every
     output is held until the notebook is saved) and could take the whole service down.
     """
 
     budget: _Budget
+
+    def start_new_kernel(self, **kwargs: Any) -> None:
+        """Start the kernel and its client within the budget's start bound (nbclient's start has none)."""
+        run_sync(start_kernel_within)(self, self.budget.kernel_start_bound(), **kwargs)
 
     def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
         budget, limit = self.budget, self.budget.max_output_bytes

@@ -7,26 +7,52 @@ import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import nbformat
 import papermill
+from papermill.iorw import load_notebook_node
+from papermill.utils import any_tagged_cell
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
-from nbclient.exceptions import DeadKernelError
 
 from autoflow.errors import NotebookExecutionError
 from autoflow.notebooks.engine import _Budget, _with_own_event_loop
 from autoflow.notebooks.failures import _failure, _one_line, _Run, _stamp
-from autoflow.notebooks.kernels import KERNEL_START_ATTEMPTS, KERNEL_START_TIMEOUT, _EnvironmentKernelManager
+from autoflow.notebooks.kernels import (
+    KERNEL_START_ATTEMPTS,
+    KERNEL_START_TIMEOUT,
+    KernelStartFailed,
+    _EnvironmentKernelManager,
+)
 from autoflow.parameters import to_json_safe
 from autoflow.redaction import Redactor
+from autoflow.settings import Settings
 
-__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "execute_notebook"]
+__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "ExecutionLimits", "execute_notebook"]
 
 log = logging.getLogger("autoflow.notebooks")
 
 #: output (text, images, ...) one notebook may produce, unless AUTOFLOW_MAX_OUTPUT_MB says otherwise
 DEFAULT_MAX_OUTPUT_BYTES = 50 * 2**20
+#: seconds a notebook may run when neither workflows.yml nor AUTOFLOW_NOTEBOOK_TIMEOUT says otherwise
+DEFAULT_NOTEBOOK_TIMEOUT = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class ExecutionLimits:
+    """What bounds a notebook's execution, from :class:`~autoflow.settings.Settings`."""
+
+    #: seconds a notebook may run, kernel start included, when it has no ``timeout`` of its own
+    notebook_timeout: float = DEFAULT_NOTEBOOK_TIMEOUT
+    #: seconds each try at starting its kernel may take
+    kernel_start_timeout: float = KERNEL_START_TIMEOUT
+    #: output the notebook may produce before it is interrupted (``None``: no limit)
+    max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ExecutionLimits:
+        return cls(settings.notebook_timeout, settings.kernel_start_timeout, settings.max_output_bytes)
 
 
 def _literal_path(path: Path) -> str:
@@ -40,22 +66,25 @@ def execute_notebook(
     parameters: Mapping[str, Any],
     *,
     timeout: float | None = None,
+    limits: ExecutionLimits = ExecutionLimits(),
     metadata: Mapping[str, Any] | None = None,
     cwd: Path | None = None,
     kernel_name: str = "python3",
-    max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
     redactor: Redactor | None = None,
 ) -> Path:
     """Run ``input_path`` with ``parameters`` injected and write the executed copy to ``output_path``.
 
-    ``timeout`` bounds the whole run (kernel start included), not each cell; on expiry the kernel
-    is stopped. Past ``max_output_bytes`` of output the kernel is interrupted, further output is
-    dropped and the run fails. ``metadata`` is stamped, with AutoFlow's version and timings, under
-    the ``autoflow`` key of the output notebook's metadata. The kernel runs in ``cwd`` (default: the notebook's
-    folder); ``python3`` always means this environment's Python. On any failure the executed copy
-    is kept (with the error) and :class:`NotebookExecutionError` says which cell failed and where
-    the copy is. Secret values (``redactor``, by default from this process's settings) are removed
-    from the saved notebook and the error. Returns ``output_path``.
+    ``timeout`` (default ``limits.notebook_timeout``) bounds the whole run, kernel start included,
+    not each cell; on expiry the kernel is stopped. Each try at starting the kernel is bounded by
+    ``limits.kernel_start_timeout``; a kernel that dies or does not answer is replaced, up to
+    :data:`KERNEL_START_ATTEMPTS` tries. Past ``limits.max_output_bytes`` of output the kernel is
+    interrupted, further output is dropped and the run fails. ``metadata`` is stamped, with
+    AutoFlow's version and timings, under the ``autoflow`` key of the output notebook's metadata.
+    The kernel runs in ``cwd`` (default: the notebook's folder); ``python3`` always means this
+    environment's Python. On any failure the executed copy is kept (with the error) and
+    :class:`NotebookExecutionError` says which cell failed and where the copy is. Secret values
+    (``redactor``, by default from this process's settings) are removed from the saved notebook
+    and the error. Returns ``output_path``.
     """
     input_path, output_path = Path(input_path).absolute(), Path(output_path).absolute()
     name = input_path.name
@@ -78,7 +107,10 @@ def execute_notebook(
             notebook=name,
         ) from None
 
-    budget = _Budget(timeout, max_output_bytes)
+    if values:
+        _check_parameters_cell(input_path)
+    seconds = limits.notebook_timeout if timeout is None else timeout
+    budget = _Budget(seconds, limits.max_output_bytes, limits.kernel_start_timeout)
     run = _Run(input_path, output_path, budget, record, started, redactor or Redactor.from_env())
     log.debug("executing %s -> %s", input_path, output_path)
     error: NotebookExecutionError | None = None
@@ -88,18 +120,24 @@ def execute_notebook(
             try:
                 nb = _with_own_event_loop(lambda: _papermill(input_path, output_path, values, kernel_name, cwd, budget, manager))
             except Exception as exc:  # noqa: BLE001 - translated below, nothing escapes untyped
-                if start < KERNEL_START_ATTEMPTS and _died_while_starting(exc, budget):
-                    log.warning(
-                        "notebook %s: its kernel died while starting (%s); starting another (try %d of %d)",
-                        name, _one_line(str(exc), 200), start + 1, KERNEL_START_ATTEMPTS,
-                    )  # fmt: skip
-                    continue
-                error = _failure(exc, run)
+                failed: Exception = exc
+            else:
+                break
             finally:
                 kernel_output.seek(0)
-                text = kernel_output.read().decode(errors="replace").strip()
+                text = run.redactor.text(kernel_output.read().decode(errors="replace").strip())
                 if text:
-                    log.debug("kernel process output for %s:\n%s", name, run.redactor.text(text))
+                    log.debug("kernel process output for %s:\n%s", name, text)
+        if isinstance(failed, KernelStartFailed) and not budget.expired():
+            if text:  # the kernel's last words, e.g. "Address already in use", say why
+                failed.reason += f" (its last output: {_one_line(text.splitlines()[-1], 200)})"
+            if start < KERNEL_START_ATTEMPTS:
+                log.warning(
+                    "notebook %s: its kernel %s; starting another (try %d of %d)",
+                    name, "did not answer in time" if failed.timed_out else "died while starting", start + 1, KERNEL_START_ATTEMPTS,
+                )  # fmt: skip
+                continue
+        error = _failure(failed, run, tries=start)
         break
     if error is None and budget.output_exceeded:  # the notebook ignored the interrupt and ran to its end
         error = _failure(None, run)
@@ -109,13 +147,23 @@ def execute_notebook(
     return output_path
 
 
-def _died_while_starting(exc: Exception, budget: _Budget) -> bool:
-    """Whether the kernel died before running any cell (so starting another is safe)."""
-    if budget.current_cell is not None or budget.expired() or budget.output_bytes:
-        return False
-    if isinstance(exc, DeadKernelError):
-        return True
-    return isinstance(exc, RuntimeError) and "kernel died before replying to kernel_info" in str(exc).lower()
+def _check_parameters_cell(input_path: Path) -> None:
+    """Raise unless the notebook has a cell tagged ``parameters`` (papermill would inject the values
+    at the top, and the notebook's own assignments would then overwrite them).
+
+    A notebook that cannot be read is left to papermill, which reports it with the run.
+    """
+    try:
+        nb = load_notebook_node(str(input_path))  # papermill's reading: every cell gets its tags
+    except Exception:  # noqa: BLE001 - papermill reads it again and the failure is reported there
+        return
+    if not any_tagged_cell(nb, "parameters"):
+        raise NotebookExecutionError(
+            f"notebook {input_path} has no cell tagged 'parameters': the values AutoFlow passes would be "
+            f"overwritten by the notebook's own assignments, so it was not run; tag the cell that assigns "
+            f"its parameters 'parameters' (JupyterLab: Property Inspector, Cell Tags)",
+            notebook=input_path.name,
+        )
 
 
 def _papermill(
@@ -127,8 +175,6 @@ def _papermill(
     budget: _Budget,
     manager: type[_EnvironmentKernelManager],
 ) -> nbformat.NotebookNode:
-    timeout = budget.seconds
-    start_timeout = KERNEL_START_TIMEOUT if timeout is None else max(1.0, min(KERNEL_START_TIMEOUT, timeout))
     executed: nbformat.NotebookNode = papermill.execute_notebook(
         _literal_path(input_path),
         _literal_path(output_path),
@@ -136,7 +182,6 @@ def _papermill(
         kernel_name=kernel_name,
         language="python" if kernel_name == NATIVE_KERNEL_NAME else None,
         progress_bar=False,
-        start_timeout=start_timeout,
         # the rest go to nbclient; the kernel's cwd is set here rather than with papermill's
         # process-wide chdir, so notebooks can run concurrently in threads
         resources={"metadata": {"path": str(cwd or input_path.parent)}},

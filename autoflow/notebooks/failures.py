@@ -23,6 +23,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from autoflow.errors import NotebookExecutionError
 from autoflow.notebooks.engine import _Budget
+from autoflow.notebooks.kernels import KernelStartFailed
 from autoflow.redaction import Redactor
 
 log = logging.getLogger("autoflow.notebooks")
@@ -43,6 +44,35 @@ def _autoflow_version() -> str:
 def _one_line(text: str, limit: int = 300) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(text).split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: a frame of IPython's traceback in a notebook cell: "Cell In[3], line 4"
+CELL_FRAME = re.compile(r"^\s*Cell In\[(\d+)\], line (\d+)")
+#: the marked line of a frame: "----> 4 total = calls / days"
+MARKED_LINE = re.compile(r"^-*> ?\s*\d+ (.*)$")
+
+
+def _failing_line(traceback_lines: list[str], exec_count: int | None) -> str | None:
+    """``line 4: `total = calls / days` `` from an IPython traceback: the last frame in the notebook's code.
+
+    A frame in another cell (a function defined there) says which: ``at line 3 of In [2]: `...` ``.
+    """
+    found = None
+    for entry in traceback_lines or []:
+        lines = ANSI.sub("", str(entry)).splitlines()
+        frame = CELL_FRAME.match(lines[0]) if lines else None
+        if frame is None:
+            continue
+        code = next((m.group(1) for m in map(MARKED_LINE.match, lines[1:]) if m), None)
+        if code is None:  # a SyntaxError: the code follows the header, then a caret line
+            code = next((text for text in lines[1:] if text.strip() and text.strip("^ ")), None)
+        if code is None or not code.strip():
+            continue
+        count, number = int(frame.group(1)), frame.group(2)
+        place = f"line {number}" if count == exec_count else f"at line {number} of In [{count}]"
+        found = f"{place}: `{_one_line(code.strip(), 120)}`"
+    return found
 
 
 def _read(path: Path) -> nbformat.NotebookNode | None:
@@ -129,7 +159,7 @@ def _running_cell(nb: nbformat.NotebookNode | None, budget: _Budget, current: An
     return next((c for c in _user_cells(nb) if c.get("id") is not None and c.get("id") == current.get("id")), None)
 
 
-def _failure(exc: Exception | None, run: _Run) -> NotebookExecutionError:
+def _failure(exc: Exception | None, run: _Run, *, tries: int = 1) -> NotebookExecutionError:
     """The :class:`NotebookExecutionError` for ``exc``, after recording it in the kept notebook."""
     name, input_path, output_path, budget = run.name, run.input_path, run.output_path, run.budget
     nb = _read(output_path) if output_path.exists() else None
@@ -157,8 +187,12 @@ def _failure(exc: Exception | None, run: _Run) -> NotebookExecutionError:
         number, where = _locate(nb, _failed_cell(nb))
         if number is None:
             where = f"cell In [{exc.exec_count}]"
-        what = f"{exc.ename}: {exc.evalue}" if exc.evalue else exc.ename
-        message = f"notebook {name} failed in {where} with {_one_line(what)}; {kept}"
+        what = _one_line(f"{exc.ename}: {exc.evalue}" if exc.evalue else exc.ename)
+        line = _failing_line(exc.traceback, exc.exec_count)
+        if line is None:
+            message = f"notebook {name} failed in {where} with {what}; {kept}"
+        else:
+            message = f"notebook {name} failed in {where}, {line} — {what}; {kept}"
     elif budget.expired():  # nbclient's CellTimeoutError, or a kernel that started too late
         cell = _running_cell(nb, budget)
         number, where = _locate(nb, cell)
@@ -169,6 +203,13 @@ def _failure(exc: Exception | None, run: _Run) -> NotebookExecutionError:
         if cell is not None:
             _mark_stopped(nb, cell, f"AutoFlow stopped the notebook after its timeout of {budget.seconds:g} s")
         message = f"notebook {name} timed out after {budget.seconds:g} s {where}; the kernel was stopped; {kept}"
+    elif isinstance(exc, KernelStartFailed):
+        message = (
+            f"the kernel of notebook {name} did not start within {exc.seconds:g} s "
+            f"({tries} {'try' if tries == 1 else 'tries'}): {exc.reason}; check that the notebook's kernel "
+            f"starts on this machine (jupyter kernelspec list), or raise AUTOFLOW_KERNEL_START_TIMEOUT "
+            f"if it is only slow; {kept}"
+        )
     elif isinstance(exc, DeadKernelError):
         number, where = _locate(nb, _running_cell(nb, budget))
         message = (
