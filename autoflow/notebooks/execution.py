@@ -6,15 +6,15 @@ import datetime as dt
 import logging
 import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import nbformat
 import papermill
+from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
 from papermill.iorw import load_notebook_node
 from papermill.utils import any_tagged_cell
-from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
 
 from autoflow.errors import NotebookExecutionError
 from autoflow.notebooks.engine import _Budget, _with_own_event_loop

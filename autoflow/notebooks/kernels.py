@@ -117,6 +117,6 @@ async def _abandon(client: NotebookClient) -> None:
         log.debug("stopping a kernel that did not start: %s", exc)
         process = getattr(manager.provisioner, "process", None)
         if process is not None and process.poll() is None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(Exception):
                 process.kill()
                 process.wait(KILL_WAIT)
