@@ -27,7 +27,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from autoflow import __version__
 from autoflow.errors import AutoFlowError, NotebookExecutionError, ReportError, RunStoreError
-from autoflow.notebooks import DEFAULT_MAX_OUTPUT_BYTES, build_parameters, execute_notebook, output_stem
+from autoflow.notebooks import ExecutionLimits, build_parameters, execute_notebook, output_stem
 from autoflow.parameters import from_typed_json, to_json_safe
 from autoflow.reports import export_pdf
 from autoflow.settings import Settings
@@ -104,7 +104,7 @@ def notebook_task(
     notebooks_dir: Path,
     stem_args: dict[str, Any],
     metadata: dict[str, Any],
-    max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
+    limits: ExecutionLimits = ExecutionLimits(),
 ) -> str | State:
     """Execute one notebook, with ``notebook.retries`` extra attempts; each attempt keeps its own copy."""
     attempts = notebook.retries + 1
@@ -113,7 +113,7 @@ def notebook_task(
         output = notebooks_dir / f"{output_stem(notebook.filename, started_at=started, **stem_args)}.ipynb"
         log.info("notebook %s: running %s -> %s", label, notebook.filename, output)
         try:
-            execute_notebook(notebook.path, output, parameters, timeout=notebook.timeout, metadata=metadata, max_output_bytes=max_output_bytes)
+            execute_notebook(notebook.path, output, parameters, timeout=notebook.timeout, limits=limits, metadata=metadata)
         except NotebookExecutionError as exc:
             kept = str(exc.output_path) if exc.output_path else None
             if attempt < attempts:
@@ -308,7 +308,7 @@ def execute_workflow(workflow: WorkflowSpec, request: RunRequest, settings: Sett
                     flowapi_url=settings.flowapi_url,
                     upstream_paths={d: Path(done[d]) for d in deps},
                 )
-                task = notebook_task.submit(label, nb, params, notebooks_dir, stem_args, {**metadata, "notebook": label}, settings.max_output_bytes)
+                task = notebook_task.submit(label, nb, params, notebooks_dir, stem_args, {**metadata, "notebook": label}, ExecutionLimits.from_settings(settings))
                 submit("notebook", label, task)
                 running += 1
         if not running:

@@ -25,6 +25,7 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
 from autoflow.errors import AutoFlowError
+from autoflow.redaction import environment_without_secrets
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,8 @@ class TemporaryServer:
         if self.process is not None:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-        # the server needs no secret of AutoFlow's
-        for name in ("FLOWAPI_TOKEN", "AUTOFLOW_DB_PASSWORD", "AUTOFLOW_DB_URI"):  # the URI may hold a password
-            env.pop(name, None)
+        env = environment_without_secrets()  # the server needs no secret of AutoFlow's
+        env.update({"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"})
         env.pop("PREFECT_API_URL", None)
         spec = importlib.util.find_spec("prefect")  # not imported: the server starts while AutoFlow imports it
         assert spec is not None and spec.origin is not None

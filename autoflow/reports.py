@@ -24,6 +24,7 @@ from nbconvert.exporters import ASCIIDocExporter
 from traitlets.config import Config
 
 from autoflow.errors import ReportError
+from autoflow.redaction import environment_without_secrets
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -43,8 +44,6 @@ DEFAULT_TEMPLATE = "autoflow_report.asciidoc.j2"
 THEME = TEMPLATES_DIR / "autoflow_report-theme.yml"
 #: command -> Debian package that provides it
 REQUIRED_TOOLS = {"pandoc": "pandoc", "asciidoctor-pdf": "ruby-asciidoctor-pdf"}
-#: AutoFlow's secrets and settings that pandoc and asciidoctor-pdf have no business seeing
-TOOL_HIDDEN_VARIABLES = ("AUTOFLOW_DB_PASSWORD", "AUTOFLOW_DB_URI", "FLOWAPI_TOKEN", "PREFECT_API_KEY")
 #: seconds asciidoctor-pdf may take for one report, and pandoc for one cell
 PDF_TIMEOUT = 600
 TOOL_TIMEOUT = 120
@@ -273,7 +272,7 @@ def literal_block(text: str) -> str:
 
 
 def _tool_environment() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if name not in TOOL_HIDDEN_VARIABLES}
+    return environment_without_secrets()  # pandoc and asciidoctor-pdf need none of AutoFlow's secrets
 
 
 def pandoc(source: str, from_format: str, to_format: str = "asciidoc", extra_args: Any = None) -> str:

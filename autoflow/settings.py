@@ -11,7 +11,6 @@ from urllib.parse import quote
 from autoflow.errors import SettingsError
 
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
-SECRET_NAMES = ("AUTOFLOW_DB_PASSWORD", "FLOWAPI_TOKEN")
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 #: what each variable is for, used in "missing variable" messages

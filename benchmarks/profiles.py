@@ -63,7 +63,7 @@ def _is_wait(frames: list[str]) -> bool:
 def categorize(frames: list[str]) -> str:
     """What a stack was doing, most specific rule first."""
     text = ";".join(frames)
-    if "execute_notebook (autoflow/notebooks.py" in text:
+    if "execute_notebook (autoflow/notebooks/execution.py" in text:
         return "notebook execution (papermill + kernel)"
     for i, frame in enumerate(frames):
         if frame.startswith("execute_workflow (autoflow/flows.py") and i + 1 < len(frames):

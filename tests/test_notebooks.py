@@ -11,6 +11,7 @@ import pytest
 
 from autoflow.errors import UsageError
 from autoflow.notebooks import build_parameters, output_stem
+from autoflow.notebooks.failures import _failing_line
 from autoflow.parameters import params_hash
 from autoflow.spec.models import NotebookSpec, frozen_map
 
@@ -161,3 +162,34 @@ def test_output_stem_hash_ignores_key_order() -> None:
     one = output_stem("a.ipynb", "w", REF, {"a": 1, "b": 2}, STARTED)
     two = output_stem("a.ipynb", "w", REF, {"b": 2, "a": 1}, STARTED)
     assert one == two
+
+
+# IPython's tracebacks as papermill reports them (PapermillExecutionError.traceback), colours and all
+TRACEBACK_IN_THE_CELL = [
+    "\x1b[31m-----------\x1b[39m",
+    "\x1b[31mZeroDivisionError\x1b[39m                         Traceback (most recent call last)",
+    "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[5]\x1b[39m\x1b[32m, line 4\x1b[39m\n\x1b[32m      1\x1b[39m y = \x1b[32m1\x1b[39m\n"
+    "\x1b[32m----> \x1b[39m\x1b[32m4\x1b[39m total = calls / days\n",
+    "\x1b[31mZeroDivisionError\x1b[39m: division by zero",
+]
+TRACEBACK_IN_A_FUNCTION_OF_ANOTHER_CELL = [
+    "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[5]\x1b[39m\x1b[32m, line 1\x1b[39m\n\x1b[32m----> \x1b[39m\x1b[32m1\x1b[39m print(f(\x1b[32m1\x1b[39m))\n",
+    "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[4]\x1b[39m\x1b[32m, line 2\x1b[39m, in \x1b[36mf\x1b[39m\x1b[34m(x)\x1b[39m\n"
+    "\x1b[32m      1\x1b[39m \x1b[38;5;28;01mdef\x1b[39;00m f(x):\n\x1b[32m----> \x1b[39m\x1b[32m2\x1b[39m     \x1b[38;5;28;01mreturn\x1b[39;00m x / days\n",
+    "\x1b[36mFile \x1b[39m\x1b[32m/usr/lib/python3.11/json/decoder.py:337\x1b[39m, in \x1b[36mdecode\x1b[39m\n\x1b[32m--> \x1b[39m\x1b[32m337\x1b[39m     obj = 1\n",
+    "\x1b[31mZeroDivisionError\x1b[39m: division by zero",
+]
+SYNTAX_ERROR = ["  \x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[3]\x1b[39m\x1b[32m, line 1\x1b[39m\n\x1b[31m    \x1b[39m\x1b[31mx = (1\x1b[39m\n          ^\n\x1b[31mSyntaxError\x1b[39m\x1b[31m:\x1b[39m incomplete input\n"]
+
+
+@pytest.mark.parametrize(
+    "traceback, count, expected",
+    [
+        (TRACEBACK_IN_THE_CELL, 5, "line 4: `total = calls / days`"),
+        (TRACEBACK_IN_A_FUNCTION_OF_ANOTHER_CELL, 5, "at line 2 of In [4]: `return x / days`"),
+        (SYNTAX_ERROR, 3, "line 1: `x = (1`"),
+        (["\x1b[31mKeyboardInterrupt\x1b[39m: "], 2, None),
+    ],
+)
+def test_the_failing_line_is_the_last_frame_in_the_notebooks_code(traceback: list[str], count: int, expected: str | None) -> None:
+    assert _failing_line(traceback, count) == expected

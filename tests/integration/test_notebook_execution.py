@@ -16,7 +16,8 @@ import psutil
 import pytest
 
 from autoflow.errors import NotebookExecutionError
-from autoflow.notebooks import build_parameters, execute_notebook
+from autoflow.notebooks import ExecutionLimits, build_parameters, execute_notebook
+from autoflow.settings import Settings
 from autoflow.spec.models import NotebookSpec, frozen_map
 from tests.nbfactory import write_notebook
 
@@ -116,7 +117,8 @@ def test_failure_keeps_the_notebook_and_names_notebook_cell_and_path(tmp_path: P
     assert "\n" not in message
     assert "broken.ipynb" in message
     assert "cell 4 (In [" in message  # parameters, markdown, 'a = 1', then the failing cell
-    assert "ZeroDivisionError: division by zero" in message
+    # the failing line of code, then the exception
+    assert "cell 4 (In [" in message and "), line 1: `value = a / 0` — ZeroDivisionError: division by zero; " in message
     assert str(out) in message
     assert (error.notebook, error.cell, error.output_path) == ("broken.ipynb", 4, out)
 
@@ -255,6 +257,22 @@ def test_braces_in_paths_are_kept_literally(tmp_path: Path) -> None:
     assert not (tmp_path / "5").exists()
 
 
+def test_a_notebook_without_a_parameters_cell_is_not_run_with_overwritten_values(tmp_path: Path) -> None:
+    # the parameters tag was removed: papermill would inject 2024-03-09 at the top, then the
+    # notebook's own assignment would put 5 March back
+    nb_path = write_notebook(tmp_path / "untagged.ipynb", "reference_date = '2024-03-05'", "print(reference_date)  # DATE")
+    out = tmp_path / "out" / "untagged.ipynb"
+    with pytest.raises(NotebookExecutionError) as failure:
+        execute_notebook(nb_path, out, {"reference_date": "2024-03-09"})
+    message = str(failure.value)
+    assert message.startswith(f"notebook {nb_path} has no cell tagged 'parameters': ")
+    assert "tag the cell that assigns its parameters" in message and "\n" not in message
+    assert not out.exists(), "nothing was executed"
+    # with nothing to inject, the tag does not matter: it runs as written
+    execute_notebook(nb_path, out, {})
+    assert stdout_of(nbformat.read(out, as_version=4), "# DATE") == "2024-03-05\n"
+
+
 def test_unreadable_notebook_is_a_notebook_execution_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.ipynb"
     bad.write_text("{ this is not json")
@@ -353,3 +371,72 @@ def test_a_kernel_that_never_starts_fails_after_three_tries(tmp_path: Path, monk
         execute_notebook(nb_path, tmp_path / "never.out.ipynb", {}, kernel_name="flaky")
     assert starts.read_text() == "xxx"
     assert "kernel" in str(failure.value).lower()
+
+
+# kernels that never start: each try must end within AUTOFLOW_KERNEL_START_TIMEOUT, whatever they do
+EXITS_AT_ONCE = "import sys\nprint('cannot start: no licence', file=sys.stderr)\nsys.exit(3)\n"
+HANGS_BEFORE_BINDING = "import time\ntime.sleep(3600)\n"
+BINDS_BUT_NEVER_ANSWERS = """\
+import json, sys, time
+import zmq
+info = json.load(open(sys.argv[-1]))
+context = zmq.Context()
+url = f"{info['transport']}://{info['ip']}:"
+sockets = [context.socket(kind) for kind in (zmq.ROUTER, zmq.ROUTER, zmq.ROUTER, zmq.PUB, zmq.REP)]
+for sock, port in zip(sockets, ("shell_port", "control_port", "stdin_port", "iopub_port", "hb_port")):
+    sock.bind(url + str(info[port]))
+time.sleep(3600)  # requests queue up unanswered
+"""
+
+
+def fake_kernel_processes(marker: str) -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and marker in " ".join(p.cmdline())
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)  # with the default 60 s bound, one try at the hanging kernels alone takes longer
+@pytest.mark.parametrize(
+    "behaviour, script, reason",
+    [
+        ("exits", EXITS_AT_ONCE, "it exited before answering (its last output: cannot start: no licence)"),
+        ("hangs", HANGS_BEFORE_BINDING, "it did not answer within 3 s"),
+        ("mute", BINDS_BUT_NEVER_ANSWERS, "it did not answer within 3 s"),
+    ],
+    ids=["exits-at-once", "hangs-before-binding", "binds-but-never-answers"],
+)
+def test_a_kernel_that_never_starts_ends_the_notebook_within_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, behaviour: str, script: str, reason: str
+) -> None:
+    kernel = tmp_path / f"{behaviour}_kernel.py"
+    kernel.write_text(script)
+    user_kernelspec(tmp_path, monkeypatch, behaviour, [sys.executable, str(kernel), "{connection_file}"])
+    monkeypatch.setenv("AUTOFLOW_KERNEL_START_TIMEOUT", "3")
+    limits = ExecutionLimits.from_settings(Settings.from_env())
+    nb_path = write_notebook(tmp_path / "never.ipynb", "print('ran')", parameters="x = 1")
+    out = tmp_path / "never.out.ipynb"
+    with pytest.raises(NotebookExecutionError) as failure:
+        execute_notebook(nb_path, out, {"x": 2}, limits=limits, kernel_name=behaviour)
+    message = str(failure.value)
+    assert message.startswith(f"the kernel of notebook never.ipynb did not start within 3 s (3 tries): {reason}; ")
+    assert "\n" not in message and str(out) in message
+    assert nbformat.read(out, as_version=4).metadata["autoflow"]["error"] == message
+    assert fake_kernel_processes(str(kernel)) == [], "a kernel that did not start is still running"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_notebook_timeout_shorter_than_the_kernel_start_bound_ends_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel = tmp_path / "hangs_kernel.py"
+    kernel.write_text(HANGS_BEFORE_BINDING)
+    user_kernelspec(tmp_path, monkeypatch, "hangs", [sys.executable, str(kernel), "{connection_file}"])
+    nb_path = write_notebook(tmp_path / "short.ipynb", "print('ran')")
+    with pytest.raises(NotebookExecutionError) as failure:
+        execute_notebook(nb_path, tmp_path / "short.out.ipynb", {}, timeout=2, kernel_name="hangs")  # start bound: 60 s
+    assert "short.ipynb timed out after 2 s while its kernel was starting; the kernel was stopped" in str(failure.value)
+    assert fake_kernel_processes(str(kernel)) == []

@@ -1,0 +1,122 @@
+"""Starting a notebook's kernel: always this environment's ``python3``, without AutoFlow's secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import IO, Any
+
+from ipykernel.kernelspec import RESOURCES, get_kernel_dict
+from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpec, KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import ensure_async
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+from traitlets import default
+
+from autoflow.redaction import environment_without_secrets
+
+log = logging.getLogger("autoflow.notebooks")
+
+#: seconds a kernel may take to start, unless the whole-notebook budget is shorter
+KERNEL_START_TIMEOUT = 60.0
+#: tries at starting a notebook's kernel: one that dies before answering (e.g. a port another
+#: process took between jupyter_client choosing it and the kernel binding it) ran no code yet
+KERNEL_START_ATTEMPTS = 3
+#: seconds to wait for a killed kernel to be gone before giving up on it
+KILL_WAIT = 10.0
+#: the one secret a notebook may read: it queries FlowAPI itself
+KERNEL_SECRETS = ("FLOWAPI_TOKEN",)
+
+
+class _EnvironmentKernelSpecManager(KernelSpecManager):
+    """Kernel specs in which ``python3`` is always this environment's own Python.
+
+    Without this, a ``python3`` kernelspec found earlier on the Jupyter path (the user's own,
+    outside a virtualenv, or anything on ``JUPYTER_PATH``) could run notebooks with another
+    interpreter and other packages.
+    """
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        if kernel_name == NATIVE_KERNEL_NAME:
+            return self.kernel_spec_class(resource_dir=RESOURCES, **get_kernel_dict())
+        return super().get_kernel_spec(kernel_name)
+
+
+class _EnvironmentKernelManager(AsyncKernelManager):
+    """nbclient's default kernel manager, using :class:`_EnvironmentKernelSpecManager`.
+
+    The kernel process's own stdout/stderr (its start-up warnings, not the notebook's output,
+    which arrives as cell outputs) go to ``kernel_output`` instead of AutoFlow's terminal.
+    """
+
+    kernel_output: IO[bytes] | None = None
+
+    @default("kernel_spec_manager")
+    def _kernel_spec_manager_default(self) -> KernelSpecManager:
+        return _EnvironmentKernelSpecManager(data_dir=self.data_dir)
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        # Notebooks need FLOWAPI_TOKEN (they connect to FlowAPI themselves), never the database.
+        kw["env"] = environment_without_secrets(kw.get("env") or None, keep=KERNEL_SECRETS)
+        if self.kernel_output is not None:
+            kw.setdefault("stdout", self.kernel_output)
+            kw.setdefault("stderr", self.kernel_output)
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+
+
+
+class KernelStartFailed(Exception):
+    """A kernel died before answering, or did not answer within its bound (and was killed)."""
+
+    def __init__(self, reason: str, *, seconds: float, timed_out: bool) -> None:
+        super().__init__(reason)
+        self.reason, self.seconds, self.timed_out = reason, seconds, timed_out
+
+
+async def start_kernel_within(client: NotebookClient, seconds: float, **kwargs: Any) -> None:
+    """Start ``client``'s kernel and wait for its ``kernel_info`` reply, for at most ``seconds``.
+
+    jupyter_client's own wait only ends when the kernel answers or is seen to be dead, so a kernel
+    that never binds its ports, or binds them and never answers, is bounded here instead: past
+    ``seconds`` the kernel is killed, the client's sockets closed, and :class:`KernelStartFailed` raised.
+    """
+    client.startup_timeout = int(seconds + KILL_WAIT) + 1  # jupyter_client's own bound: a backstop to this one
+    try:
+        await asyncio.wait_for(_start(client, **kwargs), seconds)
+    except asyncio.TimeoutError:
+        await _abandon(client)
+        raise KernelStartFailed(f"it did not answer within {seconds:g} s", seconds=seconds, timed_out=True) from None
+    except RuntimeError as exc:
+        # nbclient has cleaned up already; "Kernel died before replying to kernel_info"
+        if "kernel died" not in str(exc).lower():
+            raise
+        raise KernelStartFailed("it exited before answering", seconds=seconds, timed_out=False) from None
+    except DeadKernelError:
+        raise KernelStartFailed("it exited before answering", seconds=seconds, timed_out=False) from None
+
+
+async def _start(client: NotebookClient, **kwargs: Any) -> None:
+    await client.async_start_new_kernel(**kwargs)
+    await client.async_start_new_kernel_client()
+
+
+async def _abandon(client: NotebookClient) -> None:
+    """Kill the kernel that did not start in time and close the client's sockets, never waiting long."""
+    manager, kernel_client = client.km, client.kc
+    client.kc = None
+    if kernel_client is not None:
+        with contextlib.suppress(Exception):
+            kernel_client.stop_channels()  # closes its sockets (linger 100 ms): nothing stays blocked in a send
+    if manager is None:
+        return
+    try:
+        await asyncio.wait_for(ensure_async(manager.shutdown_kernel(now=True)), KILL_WAIT)
+    except Exception as exc:  # noqa: BLE001 - the kernel is killed below whatever went wrong here
+        log.debug("stopping a kernel that did not start: %s", exc)
+        process = getattr(manager.provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(Exception):
+                process.kill()
+                process.wait(KILL_WAIT)
