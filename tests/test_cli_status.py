@@ -181,3 +181,14 @@ def test_terminal_table_keeps_ids_and_colours_states(width: int) -> None:
         assert "3m 07s" in rows[0] and "reports/r.pdf" in rows[1] and "since 01-08 02:00" in rows[2]
     if width >= 100:
         assert "since 01-08 02:00 UTC on worker-7" in rows[2]
+
+
+def test_status_reads_only(tmp_path: Path) -> None:
+    """With no history yet, status says so and creates no database file (or folder)."""
+    outputs = tmp_path / "not-yet"
+    env = {"AUTOFLOW_OUTPUTS_DIR": str(outputs)}
+    listed = autoflow("status", env=env)
+    one = autoflow("status", "3", env=env)
+    assert (listed.returncode, listed.stdout.strip(), listed.stderr) == (0, "No runs recorded yet.", "")
+    assert one.returncode == 1 and "there is no run attempt 3" in one.stderr
+    assert not outputs.exists()

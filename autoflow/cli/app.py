@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -13,6 +15,7 @@ from autoflow.settings import Settings
 
 if TYPE_CHECKING:
     from autoflow.spec.models import AutoFlowConfig
+    from autoflow.store import RunStore
 
 
 class Abort(Exception):
@@ -56,6 +59,24 @@ class Application:
 
         inputs = self.settings.inputs_dir
         return load_config(inputs, display_name=display_path(inputs / CONFIG_FILENAME))
+
+    @contextmanager
+    def read_history(self) -> Iterator[RunStore | None]:
+        """The run history opened for reading only (nothing created or migrated); None when there is none yet.
+
+        Aborts with what to do when the schema is older or newer than this AutoFlow's.
+        """
+        from autoflow.store import RunStore
+
+        settings = self.settings
+        display = settings.db_url_masked
+        with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=display, read_only=True) as store:
+            schema = store.schema_status()
+            if schema == "old":
+                self.abort(f"the run history at {display} needs upgrading to this AutoFlow's schema; run `autoflow db upgrade` (the service does so when it starts), then try again")
+            if schema == "newer":
+                self.abort(f"the run history at {display} was written by a newer AutoFlow; run that version of AutoFlow")
+            yield store if schema == "current" else None
 
     def error(self, message: str) -> None:
         print(f"autoflow: error: {message}" if "\n" not in message else message, file=sys.stderr)

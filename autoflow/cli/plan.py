@@ -28,8 +28,6 @@ def run(app: Application, args: argparse.Namespace) -> int:
     from autoflow.logs import setup_logging
     from autoflow.scan import current_plan
     from autoflow.sources import make_source
-    from autoflow.store import RunStore
-
     settings = app.settings
     # a dry run answers on stdout: the console log shows only what went wrong (or everything at DEBUG)
     setup_logging(settings.log_level if settings.log_level == "DEBUG" else "WARNING")
@@ -37,14 +35,9 @@ def run(app: Application, args: argparse.Namespace) -> int:
     if config.sensor.source.type == "flowapi":
         settings.required_flowapi  # noqa: B018 - name the missing variable
     source = make_source(config.sensor.source, settings=settings, inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types)
-    display = settings.db_url_masked
-    with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=display, read_only=True) as store:
-        schema = store.schema_status()  # reads only: plan creates, migrates and claims nothing
-        if schema == "old":
-            app.abort(f"the run history at {display} needs upgrading to this AutoFlow's schema; run `autoflow db upgrade` (the service does so when it starts), then plan again")
-        if schema == "newer":
-            app.abort(f"the run history at {display} was written by a newer AutoFlow; run that version of AutoFlow")
-        result = current_plan(config, settings, store if schema == "current" else None, source, detail=True)
+    with app.read_history() as store:  # reads only: plan creates, migrates and claims nothing
+        result = current_plan(config, settings, store, source, detail=True)
+        no_history = store is None
     if args.json:
         json.dump(
             {
@@ -68,8 +61,8 @@ def run(app: Application, args: argparse.Namespace) -> int:
     dates = sorted(result.available_dates)
     span = f" ({dates[0]} to {dates[-1]})" if dates else ""
     lines = [(f"{len(dates)} date(s) available{span}; {len(result.due)} run(s) due, {result.skipped_total} skipped.", 0)]
-    if schema == "missing":
-        lines.append((f"No run history yet at {display}: every run would be its first attempt.", 0))
+    if no_history:
+        lines.append((f"No run history yet at {settings.db_url_masked}: every run would be its first attempt.", 0))
     for r in result.due:
         params = ", ".join(f"{k}={v}" for k, v in to_json_safe(dict(r.parameters)).items())
         lines.append((f"  due      {r.workflow} {r.reference_date}  attempt {r.previous_attempt + 1}: {r.reason}  {params}".rstrip(), INDENT))

@@ -37,8 +37,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(app: Application, args: argparse.Namespace) -> int:
-    from autoflow.store import RunStore
-
     attempt_id = None
     if args.run_id is not None:
         try:
@@ -50,15 +48,14 @@ def run(app: Application, args: argparse.Namespace) -> int:
     app.setup_logging()
     settings = app.settings
     limit = args.limit if args.limit is not None or args.json else 50
-    with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked) as store:
-        store.upgrade()
+    with app.read_history() as store:  # reads only: creates and migrates nothing
         if attempt_id is not None:
-            attempt = store.attempt(attempt_id)
+            attempt = store.attempt(attempt_id) if store is not None else None
             if attempt is None:
                 app.abort(f"there is no run attempt {attempt_id} in {settings.db_url_masked}; 'autoflow status' lists the ids", 1)
             attempts = [attempt]
         else:
-            attempts = store.history(workflow=args.workflow, state=args.state, limit=limit)
+            attempts = store.history(workflow=args.workflow, state=args.state, limit=limit) if store is not None else []
     if args.json:
         data = attempts[0].as_json() if attempt_id is not None else [a.as_json() for a in attempts]
         json.dump(data, sys.stdout, indent=2)

@@ -98,6 +98,8 @@ def _trigger(app: Application, wanted: ManualRun) -> int:
     for path in result.outcome.reports:
         print(f"report:   {path}")
     if not result.outcome.success:
-        app.error(result.outcome.error or "the run failed")
+        # the reason is in the log line above (printed once); say only where to look next
+        where = f"; 'autoflow status {result.attempt.id}' shows it in full" if result.attempt is not None else ""
+        app.error(f"the run failed (the reason is above){where}")
         return 1
     return 0
