@@ -103,27 +103,56 @@ def parameters_cell(notebook: Mapping[str, Any]) -> ParametersCell | None:
     except Exception:  # no translator for the language, or it cannot inspect: names unknown
         return ParametersCell(index, None)
     names = [p.name for p in found]
-    if translator.__name__ == "PythonTranslator":
-        names = _python_assignments(source) or names
+    if translator.__name__ == "PythonTranslator":  # both readers miss some forms: a name either finds is defined
+        names = (_python_assignments(source) or []) + names
     return ParametersCell(index, tuple(dict.fromkeys(names)))
 
 
 def _python_assignments(source: str) -> list[str] | None:
-    """Top-level names a Python cell assigns, or None when it does not parse.
+    """Names a Python cell assigns at its top level, or None when it does not parse.
 
-    papermill's line reader skips ``a = b = None`` and takes ``a=1`` inside a multi-line value
-    for a parameter; Python's own parser reads both right.
+    papermill's line reader skips ``a = b = None`` and lines inside ``if``/``try``/``with``
+    blocks; Python's own parser reads them. Assignments inside those blocks count (not inside a
+    ``def`` or ``class`` body, though the function's or class's name does); ``config.x = 1`` or
+    ``d['k'] = 1`` assign to an existing object and define nothing.
     """
     try:
         tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
     except (SyntaxError, ValueError):
         return None
+    return _statement_names(tree.body)
+
+
+def _statement_names(statements: list[ast.stmt]) -> list[str]:
     names: list[str] = []
-    for statement in tree.body:
-        targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target] if isinstance(statement, ast.AnnAssign) else []
-        for target in targets:
-            names += [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+    for statement in statements:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(statement.name)
+        elif isinstance(statement, ast.Assign):
+            for target in statement.targets:
+                names += _target_names(target)
+        elif isinstance(statement, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
+            names += _target_names(statement.target)
+        if isinstance(statement, (ast.With, ast.AsyncWith)):
+            for item in statement.items:
+                names += _target_names(item.optional_vars) if item.optional_vars is not None else []
+        if isinstance(statement, (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try, ast.TryStar)):
+            for block in ("body", "orelse", "finalbody"):
+                names += _statement_names(getattr(statement, block, []))
+            for handler in getattr(statement, "handlers", []):
+                names += _statement_names(handler.body)
     return names
+
+
+def _target_names(target: ast.expr) -> list[str]:
+    """The names an assignment target binds: through tuples, lists and ``*rest``, not attributes or items."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [name for element in target.elts for name in _target_names(element)]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return []
 
 
 __all__ = ["HOW_TO_TAG", "PARAMETERS_TAG", "ParametersCell", "parameters_cell"]
