@@ -32,11 +32,18 @@ _LIGHT_PACKAGE = "_autoflow_papermill"
 
 @dataclass(frozen=True)
 class ParametersCell:
-    """The first cell tagged ``parameters``: its index and the names papermill finds in it."""
+    """The first cell tagged ``parameters``: its index, type and the names papermill finds in it."""
 
     index: int
-    #: names assigned in the cell, in order; None when papermill cannot inspect the language
+    #: names assigned in the cell, in order; None when papermill cannot inspect the language or it is not code
     names: tuple[str, ...] | None
+    #: the cell's type: papermill injects after the first tagged cell of any type, but only a code cell's
+    #: assignments come before the injected values
+    cell_type: str = "code"
+
+    @property
+    def is_code(self) -> bool:
+        return self.cell_type == "code"
 
 
 def _translators() -> Any:
@@ -91,6 +98,9 @@ def parameters_cell(notebook: Mapping[str, Any]) -> ParametersCell | None:
     )
     if index < 0:
         return None
+    cell_type = str(cells[index].get("cell_type"))
+    if cell_type != "code":
+        return ParametersCell(index, None, cell_type)
     metadata = _mapping(notebook.get("metadata"))
     kernelspec = _mapping(metadata.get("kernelspec"))
     language_info = _mapping(metadata.get("language_info"))
