@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from autoflow.spec.notebook_parameters import parameters_cell
@@ -33,3 +36,21 @@ def test_unpacking_and_definitions() -> None:
 @pytest.mark.parametrize("source", ["a = b = None\nc = 1", "a = dict(\n  x=1,\n)"])
 def test_a_name_either_reader_finds_is_defined(source: str) -> None:
     assert "a" in (names(source) or ())
+
+
+@pytest.mark.parametrize("first", ["import papermill", "pass"], ids=["papermill-imported-first", "private-translators"])
+def test_papermill_line_warnings_stay_off_stderr(first: str) -> None:
+    """papermill's reader warns about 'a = b = None'; Python's parser reads it, so the warning is noise."""
+    script = (
+        f"{first}\n"
+        "from autoflow.spec.notebook_parameters import parameters_cell\n"
+        "from tests.configs import notebook_with_parameters\n"
+        "import logging\n"
+        "print(parameters_cell(notebook_with_parameters('a = b = None')).names)\n"
+        "logging.getLogger('papermill.translators').warning('still on')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "('a', 'b')"
+    assert "Unable to parse" not in done.stderr
+    if first != "pass":  # the level is restored after the inspection
+        assert "still on" in done.stderr

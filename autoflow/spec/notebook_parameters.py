@@ -17,7 +17,8 @@ import importlib.util
 import logging
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,12 +65,25 @@ def _translators() -> Any:
             package.__path__ = list(spec.submodule_search_locations)
             sys.modules[_LIGHT_PACKAGE] = package
             loaded = importlib.import_module(f"{_LIGHT_PACKAGE}.translators")
-            # its "Unable to parse line" warnings would reach stderr; _python_assignments covers those lines
-            logging.getLogger(loaded.__name__).setLevel(logging.ERROR)
         except Exception:  # a papermill laid out differently: pay for the full import
             sys.modules.pop(_LIGHT_PACKAGE, None)
             loaded = importlib.import_module("papermill.translators")
     return loaded.papermill_translators
+
+
+@contextmanager
+def _quiet(translator: Any) -> Iterator[None]:
+    """Hide the translator module's "Unable to parse line" warnings: Python's parser reads those lines.
+
+    The same whichever papermill answers (the real one imported earlier, or the private copy).
+    """
+    logger = logging.getLogger(getattr(translator, "__module__", None) or "papermill.translators")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -109,7 +123,8 @@ def parameters_cell(notebook: Mapping[str, Any]) -> ParametersCell | None:
     source = _source(cells[index])
     try:
         translator = _translators().find_translator(kernel_name, language)
-        found = translator.inspect({"source": source})
+        with _quiet(translator):
+            found = translator.inspect({"source": source})
     except Exception:  # no translator for the language, or it cannot inspect: names unknown
         return ParametersCell(index, None)
     names = [p.name for p in found]
