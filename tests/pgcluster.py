@@ -3,7 +3,8 @@
 - :class:`Cluster`: one such cluster, which a test may stop and start (never the shared server).
 - :func:`why_unusable`: why the tests cannot connect with a libpq connection string, if they cannot.
 - ``python -m tests.pgcluster check``: exit status 0 when the tests have a PostgreSQL (they can
-  connect to the configured server, or ``initdb`` is there to make one), 1 otherwise (``make test-deps``).
+  connect to the configured server, or ``initdb`` is there to make one), 1 when installing PostgreSQL
+  would give them one (``make test-deps`` does), 3 when an explicit AUTOFLOW_TEST_POSTGRES is unusable.
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ class Cluster:
 
 
 def main(argv: list[str]) -> int:
-    """``check``: 0 when the tests have a PostgreSQL (the configured server answers, or initdb can make one)."""
+    """``check``: 0 when the tests have a PostgreSQL (the configured server answers, or initdb can make one);
+    1 when installing PostgreSQL would give them one; 3 when an explicit AUTOFLOW_TEST_POSTGRES is unusable."""
     if argv != ["check"]:
         print("usage: python -m tests.pgcluster check", file=sys.stderr)
         return 2
@@ -212,7 +214,7 @@ def main(argv: list[str]) -> int:
         return 0
     if os.environ.get("AUTOFLOW_TEST_POSTGRES"):  # never replaced by a throwaway cluster
         print(f"PostgreSQL for tests: {reason} (AUTOFLOW_TEST_POSTGRES); start that server or fix the variable.")
-        return 1
+        return 3
     pg_bin = server_bin()
     if pg_bin is not None and (pg_bin / "initdb").exists():
         return 0
