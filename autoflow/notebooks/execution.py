@@ -37,7 +37,7 @@ log = logging.getLogger("autoflow.notebooks")
 #: output (text, images, ...) one notebook may produce, unless AUTOFLOW_MAX_OUTPUT_MB says otherwise
 DEFAULT_MAX_OUTPUT_BYTES = 50 * 2**20
 #: seconds a notebook may run when neither workflows.yml nor AUTOFLOW_NOTEBOOK_TIMEOUT says otherwise
-DEFAULT_NOTEBOOK_TIMEOUT = 6 * 3600.0
+DEFAULT_NOTEBOOK_TIMEOUT = Settings().notebook_timeout
 
 
 @dataclass(frozen=True)

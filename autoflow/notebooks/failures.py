@@ -39,14 +39,15 @@ def _autoflow_version() -> str:
         return "unknown"
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(text).split()))
+    """``text`` on one line, without terminal colours, at most ``limit`` characters."""
+    text = ANSI.sub("", " ".join(str(text).split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: a frame of IPython's traceback in a notebook cell: "Cell In[3], line 4"
 CELL_FRAME = re.compile(r"^\s*Cell In\[(\d+)\], line (\d+)")
 #: the marked line of a frame: "----> 4 total = calls / days"
