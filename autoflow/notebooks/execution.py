@@ -24,6 +24,7 @@ from autoflow.notebooks.kernels import (
     EnvironmentKernelManager,
     KernelProcess,
     KernelStartFailed,
+    kill_kernel,
 )
 from autoflow.notebooks.watchdog import guarded_outputs, run_watched
 from autoflow.parameters import to_json_safe
@@ -128,6 +129,7 @@ def execute_notebook(
                 )  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - translated below, nothing escapes untyped
                 failed: Exception = exc
+                kill_kernel(kernel)  # what is left of its process group, if jupyter_client's clean-up missed it
             else:
                 break
             finally:

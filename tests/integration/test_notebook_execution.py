@@ -464,20 +464,21 @@ def test_a_notebook_timeout_shorter_than_the_kernel_start_bound_ends_the_start(
 
 @pytest.fixture
 def blocked_kernel_info(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Make ``Session.send`` block its thread for good on kernel_info requests (from the ``n``-th on):
-    a plain blocking call, which no bound kept by the kernel client's own event loop can end."""
+    """Make ``Session.send`` block its thread for good on kernel_info requests (with ``after_cells``,
+    only once a cell was sent): a plain blocking call, which no bound kept by the kernel client's own
+    event loop can end."""
     from jupyter_client.session import Session
 
-    release, seen = threading.Event(), []
+    release, executed = threading.Event(), threading.Event()
     original = Session.send
 
-    def block(block_from: int) -> None:
+    def block(*, after_cells: bool) -> None:
         def send(self: Session, stream: Any, msg_or_type: Any, *args: Any, **kwargs: Any) -> Any:
             kind = msg_or_type if isinstance(msg_or_type, str) else msg_or_type.get("header", {}).get("msg_type")
-            if kind == "kernel_info_request":
-                seen.append(kind)
-                if len(seen) >= block_from:
-                    release.wait(600)
+            if kind == "execute_request":
+                executed.set()
+            elif kind == "kernel_info_request" and (executed.is_set() or not after_cells):
+                release.wait(600)
             return original(self, stream, msg_or_type, *args, **kwargs)
 
         monkeypatch.setattr(Session, "send", send)
@@ -491,7 +492,7 @@ def blocked_kernel_info(monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_a_kernel_client_blocked_in_a_send_still_ends_within_the_start_bound(
     tmp_path: Path, blocked_kernel_info: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    blocked_kernel_info(1)  # issue 11: the thread blocked in zmq's send under kernel_info, for good
+    blocked_kernel_info(after_cells=False)  # issue 11: the thread blocked in zmq's send under kernel_info, for good
     nb_path = write_notebook(tmp_path / "blocked.ipynb", "print('ran')", parameters="x = 1")
     out = tmp_path / "blocked.out.ipynb"
     limits = ExecutionLimits(kernel_start_timeout=2)
@@ -509,7 +510,7 @@ def test_a_kernel_client_blocked_in_a_send_still_ends_within_the_start_bound(
 def test_a_kernel_client_blocked_after_the_last_cell_ends_within_the_notebook_timeout(
     tmp_path: Path, blocked_kernel_info: Any
 ) -> None:
-    blocked_kernel_info(3)  # the start's and nbclient's kernel_info are answered; papermill's closing one blocks
+    blocked_kernel_info(after_cells=True)  # papermill's closing kernel_info, after the last cell, blocks
     nb_path = write_notebook(tmp_path / "closing.ipynb", "print('ran')  # RAN", parameters="x = 1")
     out = tmp_path / "closing.out.ipynb"
     with pytest.raises(NotebookExecutionError, match=r"closing\.ipynb timed out after 3 s"):
