@@ -138,9 +138,9 @@ def _abandon(thread: threading.Thread, kernel: KernelProcess, output: str, name:
     guarded_outputs.close(output)
     frame = sys._current_frames().get(thread.ident or -1)
     where = "an unknown place"
-    if frame is not None:
-        last = traceback.extract_stack(frame)[-1]
-        where = f"{last.name} ({last.filename}:{last.lineno})"
+    if frame is not None:  # the innermost calls, e.g. "wait ← send ← kernel_info (…/threading.py:331)"
+        stack = traceback.extract_stack(frame)[::-1]
+        where = f"{' ← '.join(f.name for f in stack[:4])} ({stack[0].filename}:{stack[0].lineno})"
     kill_kernel(kernel)
     log.warning(
         "notebook %s: its execution did not end within its bound, so AutoFlow killed its kernel and left "
