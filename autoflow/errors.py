@@ -78,7 +78,10 @@ class RunStoreError(AutoFlowError):
 
 
 class NotebookExecutionError(AutoFlowError):
-    """A notebook failed. The executed copy (with the error) is kept at ``output_path``."""
+    """A notebook failed. The executed copy (with the error) is kept at ``output_path``.
+
+    ``retryable`` is ``False`` when running it again cannot help (the notebook itself must change).
+    """
 
     def __init__(
         self,
@@ -87,10 +90,12 @@ class NotebookExecutionError(AutoFlowError):
         notebook: str,
         output_path: Path | None = None,
         cell: int | None = None,
+        retryable: bool = True,
     ) -> None:
         self.notebook = notebook
         self.output_path = output_path
         self.cell = cell
+        self.retryable = retryable
         super().__init__(message)
 
 

@@ -137,8 +137,8 @@ class Settings:
             run_lease_seconds=_positive_number(env, "AUTOFLOW_RUN_LEASE_SECONDS", 300.0, integer=False),
             stop_grace_seconds=_positive_number(env, "AUTOFLOW_STOP_GRACE_SECONDS", 60.0, integer=False),
             max_output_mb=_positive_number(env, "AUTOFLOW_MAX_OUTPUT_MB", 50.0, integer=False),
-            kernel_start_timeout=_positive_number(env, "AUTOFLOW_KERNEL_START_TIMEOUT", 60.0, integer=False),
-            notebook_timeout=_positive_number(env, "AUTOFLOW_NOTEBOOK_TIMEOUT", 6 * 3600.0, integer=False),
+            kernel_start_timeout=_positive_number(env, "AUTOFLOW_KERNEL_START_TIMEOUT", cls.kernel_start_timeout, integer=False),
+            notebook_timeout=_positive_number(env, "AUTOFLOW_NOTEBOOK_TIMEOUT", cls.notebook_timeout, integer=False),
             secrets_dir=secrets_dir,
         )
 

@@ -38,7 +38,7 @@ if not any(isinstance(f, _DemoteToDebug) for f in _papermill_log.filters):
     _papermill_log.addFilter(_DemoteToDebug())
 
 
-class _Budget:
+class Budget:
     """The whole-notebook budgets (time, output size), and which cell is running (nbclient's ``timeout_func``)."""
 
     def __init__(
@@ -81,7 +81,7 @@ class _BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
     output is held until the notebook is saved) and could take the whole service down.
     """
 
-    budget: _Budget
+    budget: Budget
 
     def start_new_kernel(self, **kwargs: Any) -> None:
         """Start the kernel and its client within the budget's start bound (nbclient's start has none)."""
@@ -135,7 +135,7 @@ class _Engine(NBClientEngine):  # type: ignore[misc]
 papermill_engines.register("autoflow", _Engine)
 
 
-def _with_own_event_loop(function: Callable[[], T]) -> T:
+def with_own_event_loop(function: Callable[[], T]) -> T:
     """``function()`` with an event loop of its own for jupyter_core, closed afterwards.
 
     Prefect runs each task in a copy of its flow's context: without this, every notebook left

@@ -14,17 +14,19 @@ import nbformat
 import papermill
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
 from papermill.iorw import load_notebook_node
-from papermill.utils import any_tagged_cell
 
 from autoflow.errors import NotebookExecutionError
-from autoflow.notebooks.engine import _Budget, _with_own_event_loop
-from autoflow.notebooks.failures import _failure, _one_line, _Run, _stamp
+from autoflow.notebooks.engine import Budget, with_own_event_loop
+from autoflow.notebooks.failures import NotebookRun, failure, one_line, stamp
 from autoflow.notebooks.kernels import (
     KERNEL_START_ATTEMPTS,
     KERNEL_START_TIMEOUT,
+    EnvironmentKernelManager,
+    KernelProcess,
     KernelStartFailed,
-    _EnvironmentKernelManager,
+    kill_kernel,
 )
+from autoflow.notebooks.watchdog import guarded_outputs, run_watched
 from autoflow.parameters import to_json_safe
 from autoflow.redaction import Redactor
 from autoflow.settings import Settings
@@ -36,7 +38,7 @@ log = logging.getLogger("autoflow.notebooks")
 #: output (text, images, ...) one notebook may produce, unless AUTOFLOW_MAX_OUTPUT_MB says otherwise
 DEFAULT_MAX_OUTPUT_BYTES = 50 * 2**20
 #: seconds a notebook may run when neither workflows.yml nor AUTOFLOW_NOTEBOOK_TIMEOUT says otherwise
-DEFAULT_NOTEBOOK_TIMEOUT = 6 * 3600.0
+DEFAULT_NOTEBOOK_TIMEOUT = Settings().notebook_timeout
 
 
 @dataclass(frozen=True)
@@ -110,74 +112,90 @@ def execute_notebook(
     if values:
         _check_parameters_cell(input_path)
     seconds = limits.notebook_timeout if timeout is None else timeout
-    budget = _Budget(seconds, limits.max_output_bytes, limits.kernel_start_timeout)
-    run = _Run(input_path, output_path, budget, record, started, redactor or Redactor.from_env())
+    budget = Budget(seconds, limits.max_output_bytes, limits.kernel_start_timeout)
+    run = NotebookRun(input_path, output_path, budget, record, started, redactor or Redactor.from_env())
     log.debug("executing %s -> %s", input_path, output_path)
     error: NotebookExecutionError | None = None
     for start in range(1, KERNEL_START_ATTEMPTS + 1):
         with tempfile.TemporaryFile() as kernel_output:
-            manager = type("_KernelManager", (_EnvironmentKernelManager,), {"kernel_output": kernel_output})
+            kernel = KernelProcess()
+            manager = type("_KernelManager", (EnvironmentKernelManager,), {"kernel_output": kernel_output, "launched": kernel})
+            output = guarded_outputs.open(output_path)
             try:
-                nb = _with_own_event_loop(lambda: _papermill(input_path, output_path, values, kernel_name, cwd, budget, manager))
+                nb = run_watched(
+                    lambda: with_own_event_loop(lambda: _papermill(input_path, output, values, kernel_name, cwd, budget, manager)),
+                    name=name, kernel=kernel, output=output, kernel_start_bound=budget.kernel_start_bound(),
+                    remaining=budget.remaining, cell_started=lambda: budget.current_cell is not None,
+                )  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - translated below, nothing escapes untyped
                 failed: Exception = exc
+                kill_kernel(kernel)  # what is left of its process group, if jupyter_client's clean-up missed it
             else:
                 break
             finally:
+                guarded_outputs.close(output)
                 kernel_output.seek(0)
                 text = run.redactor.text(kernel_output.read().decode(errors="replace").strip())
                 if text:
                     log.debug("kernel process output for %s:\n%s", name, text)
         if isinstance(failed, KernelStartFailed) and not budget.expired():
             if text:  # the kernel's last words, e.g. "Address already in use", say why
-                failed.reason += f" (its last output: {_one_line(text.splitlines()[-1], 200)})"
+                failed.reason += f" (its last output: {one_line(text.splitlines()[-1], 200)})"
             if start < KERNEL_START_ATTEMPTS:
                 log.warning(
                     "notebook %s: its kernel %s; starting another (try %d of %d)",
                     name, "did not answer in time" if failed.timed_out else "died while starting", start + 1, KERNEL_START_ATTEMPTS,
                 )  # fmt: skip
                 continue
-        error = _failure(failed, run, tries=start)
+        error = failure(failed, run, tries=start)
         break
     if error is None and budget.output_exceeded:  # the notebook ignored the interrupt and ran to its end
-        error = _failure(None, run)
+        error = failure(None, run)
     if error is not None:
         raise error
-    _stamp(nb, run, None)
+    stamp(nb, run, None)
     return output_path
 
 
 def _check_parameters_cell(input_path: Path) -> None:
-    """Raise unless the notebook has a cell tagged ``parameters`` (papermill would inject the values
-    at the top, and the notebook's own assignments would then overwrite them).
+    """Raise unless the first cell tagged ``parameters`` is a code cell.
 
+    papermill injects the values after the first cell tagged ``parameters``, whatever its type, or at
+    the top when there is none; either way the notebook's own assignments would then overwrite them.
     A notebook that cannot be read is left to papermill, which reports it with the run.
     """
     try:
         nb = load_notebook_node(str(input_path))  # papermill's reading: every cell gets its tags
     except Exception:  # noqa: BLE001 - papermill reads it again and the failure is reported there
         return
-    if not any_tagged_cell(nb, "parameters"):
-        raise NotebookExecutionError(
-            f"notebook {input_path} has no cell tagged 'parameters': the values AutoFlow passes would be "
-            f"overwritten by the notebook's own assignments, so it was not run; tag the cell that assigns "
-            f"its parameters 'parameters' (JupyterLab: Property Inspector, Cell Tags)",
-            notebook=input_path.name,
-        )
+    tagged = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
+    if tagged is None:
+        problem = "has no cell tagged 'parameters'"
+    elif tagged.cell_type != "code":
+        problem = f"has its 'parameters' tag on a {tagged.cell_type} cell"
+    else:
+        return
+    raise NotebookExecutionError(
+        f"notebook {input_path} {problem}: the values AutoFlow passes would be overwritten by the "
+        f"notebook's own assignments, so it was not run; tag the code cell that assigns its parameters' "
+        f"defaults 'parameters', not a markdown cell (JupyterLab: Property Inspector, Cell Tags)",
+        notebook=input_path.name,
+        retryable=False,
+    )
 
 
 def _papermill(
     input_path: Path,
-    output_path: Path,
+    output: str,
     values: Mapping[str, Any],
     kernel_name: str,
     cwd: Path | None,
-    budget: _Budget,
-    manager: type[_EnvironmentKernelManager],
+    budget: Budget,
+    manager: type[EnvironmentKernelManager],
 ) -> nbformat.NotebookNode:
     executed: nbformat.NotebookNode = papermill.execute_notebook(
         _literal_path(input_path),
-        _literal_path(output_path),
+        output,  # a guarded_outputs path: no braces for papermill to format
         parameters=values,
         kernel_name=kernel_name,
         language="python" if kernel_name == NATIVE_KERNEL_NAME else None,

@@ -22,7 +22,7 @@ from nbclient.exceptions import DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
 from autoflow.errors import NotebookExecutionError
-from autoflow.notebooks.engine import _Budget
+from autoflow.notebooks.engine import Budget
 from autoflow.notebooks.kernels import KernelStartFailed
 from autoflow.redaction import Redactor
 
@@ -39,14 +39,15 @@ def _autoflow_version() -> str:
         return "unknown"
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(text).split()))
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line, without terminal colours, at most ``limit`` characters."""
+    text = ANSI.sub("", " ".join(str(text).split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: a frame of IPython's traceback in a notebook cell: "Cell In[3], line 4"
 CELL_FRAME = re.compile(r"^\s*Cell In\[(\d+)\], line (\d+)")
 #: the marked line of a frame: "----> 4 total = calls / days"
@@ -71,7 +72,7 @@ def _failing_line(traceback_lines: list[str], exec_count: int | None) -> str | N
             continue
         count, number = int(frame.group(1)), frame.group(2)
         place = f"line {number}" if count == exec_count else f"at line {number} of In [{count}]"
-        found = f"{place}: `{_one_line(code.strip(), 120)}`"
+        found = f"{place}: `{one_line(code.strip(), 120)}`"
     return found
 
 
@@ -115,12 +116,12 @@ def _mark_stopped(nb: nbformat.NotebookNode, cell: Any, message: str, ename: str
 
 
 @dataclass(frozen=True)
-class _Run:
+class NotebookRun:
     """One execution of a notebook: what failure messages and the stamp need to know."""
 
     input_path: Path
     output_path: Path
-    budget: _Budget
+    budget: Budget
     record: Mapping[str, Any]
     started: dt.datetime
     redactor: Redactor
@@ -130,7 +131,7 @@ class _Run:
         return self.input_path.name
 
 
-def _stamp(nb: nbformat.NotebookNode, run: _Run, error: str | None) -> None:
+def stamp(nb: nbformat.NotebookNode, run: NotebookRun, error: str | None) -> None:
     """Redact ``nb``, stamp the run's record and timings into its metadata, and write it."""
     found = run.redactor.notebook(nb)
     if found:
@@ -151,7 +152,7 @@ def _stamp(nb: nbformat.NotebookNode, run: _Run, error: str | None) -> None:
     nbformat.write(nb, run.output_path)  # type: ignore[no-untyped-call]
 
 
-def _running_cell(nb: nbformat.NotebookNode | None, budget: _Budget, current: Any = None) -> Any:
+def _running_cell(nb: nbformat.NotebookNode | None, budget: Budget, current: Any = None) -> Any:
     """The cell of ``nb`` that was running when execution stopped (or the copy in ``nb`` of ``current``)."""
     current = current if current is not None else budget.current_cell
     if nb is None or current is None:
@@ -159,7 +160,7 @@ def _running_cell(nb: nbformat.NotebookNode | None, budget: _Budget, current: An
     return next((c for c in _user_cells(nb) if c.get("id") is not None and c.get("id") == current.get("id")), None)
 
 
-def _failure(exc: Exception | None, run: _Run, *, tries: int = 1) -> NotebookExecutionError:
+def failure(exc: Exception | None, run: NotebookRun, *, tries: int = 1) -> NotebookExecutionError:
     """The :class:`NotebookExecutionError` for ``exc``, after recording it in the kept notebook."""
     name, input_path, output_path, budget = run.name, run.input_path, run.output_path, run.budget
     nb = _read(output_path) if output_path.exists() else None
@@ -168,7 +169,7 @@ def _failure(exc: Exception | None, run: _Run, *, tries: int = 1) -> NotebookExe
         # input could not be read as a notebook
         return NotebookExecutionError(
             f"notebook {name} was not run: cannot read {input_path} as a notebook "
-            f"({type(exc).__name__}: {_one_line(str(exc), 200)}); check that it is a valid .ipynb file",
+            f"({type(exc).__name__}: {one_line(str(exc), 200)}); check that it is a valid .ipynb file",
             notebook=name,
         )
     kept = f"the executed notebook is kept at {output_path}"
@@ -187,7 +188,7 @@ def _failure(exc: Exception | None, run: _Run, *, tries: int = 1) -> NotebookExe
         number, where = _locate(nb, _failed_cell(nb))
         if number is None:
             where = f"cell In [{exc.exec_count}]"
-        what = _one_line(f"{exc.ename}: {exc.evalue}" if exc.evalue else exc.ename)
+        what = one_line(f"{exc.ename}: {exc.evalue}" if exc.evalue else exc.ename)
         line = _failing_line(exc.traceback, exc.exec_count)
         if line is None:
             message = f"notebook {name} failed in {where} with {what}; {kept}"
@@ -222,12 +223,12 @@ def _failure(exc: Exception | None, run: _Run, *, tries: int = 1) -> NotebookExe
             f"install it or use the 'python3' kernel; {kept}"
         )
     else:
-        message = f"notebook {name} failed: {type(exc).__name__}: {_one_line(str(exc), 200)}; {kept}"
+        message = f"notebook {name} failed: {type(exc).__name__}: {one_line(str(exc), 200)}; {kept}"
     message = run.redactor.text(message)  # the error goes to the log, the run history and the notebook
     if exc is not None and log.isEnabledFor(logging.DEBUG):
         log.debug("notebook %s failed:\n%s", name, run.redactor.text("".join(traceback.format_exception(exc)).rstrip()))
     try:
-        _stamp(nb, run, message)
+        stamp(nb, run, message)
     except OSError:
         log.warning("could not record the failure in %s", output_path)
     return NotebookExecutionError(message, notebook=name, output_path=output_path, cell=number)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+from dataclasses import dataclass
 from typing import IO, Any
 
 from ipykernel.kernelspec import RESOURCES, get_kernel_dict
@@ -15,12 +18,14 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from traitlets import default
 
+from autoflow.errors import AutoFlowError
 from autoflow.redaction import environment_without_secrets
+from autoflow.settings import Settings
 
 log = logging.getLogger("autoflow.notebooks")
 
 #: seconds a kernel may take to start, unless the whole-notebook budget is shorter
-KERNEL_START_TIMEOUT = 60.0
+KERNEL_START_TIMEOUT = Settings().kernel_start_timeout
 #: tries at starting a notebook's kernel: one that dies before answering (e.g. a port another
 #: process took between jupyter_client choosing it and the kernel binding it) ran no code yet
 KERNEL_START_ATTEMPTS = 3
@@ -30,7 +35,7 @@ KILL_WAIT = 10.0
 KERNEL_SECRETS = ("FLOWAPI_TOKEN",)
 
 
-class _EnvironmentKernelSpecManager(KernelSpecManager):
+class EnvironmentKernelSpecManager(KernelSpecManager):
     """Kernel specs in which ``python3`` is always this environment's own Python.
 
     Without this, a ``python3`` kernelspec found earlier on the Jupyter path (the user's own,
@@ -44,18 +49,49 @@ class _EnvironmentKernelSpecManager(KernelSpecManager):
         return super().get_kernel_spec(kernel_name)
 
 
-class _EnvironmentKernelManager(AsyncKernelManager):
-    """nbclient's default kernel manager, using :class:`_EnvironmentKernelSpecManager`.
+@dataclass
+class KernelProcess:
+    """The kernel process one try launched (``pid`` is ``None`` until then): its process group and
+    connection file are removed with :func:`kill_kernel`, from any thread."""
+
+    pid: int | None = None
+    process: Any = None
+    connection_file: str | None = None
+
+
+def kill_kernel(kernel: KernelProcess) -> None:
+    """Kill the kernel's whole process group (it leads a session of its own), reap it, and remove
+    its connection file; never raises and never waits long."""
+    if kernel.pid is not None:
+        try:
+            os.killpg(kernel.pid, signal.SIGKILL)  # jupyter_client starts kernels with start_new_session
+        except ProcessLookupError:
+            pass  # the kernel and everything it started are gone
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.kill(kernel.pid, signal.SIGKILL)
+    if kernel.process is not None:
+        with contextlib.suppress(Exception):
+            kernel.process.wait(KILL_WAIT)
+    if kernel.connection_file:
+        with contextlib.suppress(OSError):
+            os.remove(kernel.connection_file)
+
+
+class EnvironmentKernelManager(AsyncKernelManager):
+    """nbclient's default kernel manager, using :class:`EnvironmentKernelSpecManager`.
 
     The kernel process's own stdout/stderr (its start-up warnings, not the notebook's output,
     which arrives as cell outputs) go to ``kernel_output`` instead of AutoFlow's terminal.
     """
 
     kernel_output: IO[bytes] | None = None
+    #: filled in once the kernel process is launched, so it can be killed from another thread
+    launched: KernelProcess | None = None
 
     @default("kernel_spec_manager")
     def _kernel_spec_manager_default(self) -> KernelSpecManager:
-        return _EnvironmentKernelSpecManager(data_dir=self.data_dir)
+        return EnvironmentKernelSpecManager(data_dir=self.data_dir)
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         # Notebooks need FLOWAPI_TOKEN (they connect to FlowAPI themselves), never the database.
@@ -64,10 +100,13 @@ class _EnvironmentKernelManager(AsyncKernelManager):
             kw.setdefault("stdout", self.kernel_output)
             kw.setdefault("stderr", self.kernel_output)
         await super()._async_launch_kernel(kernel_cmd, **kw)
+        if self.launched is not None:
+            self.launched.pid = getattr(self.provisioner, "pid", None)
+            self.launched.process = getattr(self.provisioner, "process", None)
+            self.launched.connection_file = self.connection_file
 
 
-
-class KernelStartFailed(Exception):
+class KernelStartFailed(AutoFlowError):
     """A kernel died before answering, or did not answer within its bound (and was killed)."""
 
     def __init__(self, reason: str, *, seconds: float, timed_out: bool) -> None:
@@ -89,11 +128,14 @@ async def start_kernel_within(client: NotebookClient, seconds: float, **kwargs: 
         await _abandon(client)
         raise KernelStartFailed(f"it did not answer within {seconds:g} s", seconds=seconds, timed_out=True) from None
     except RuntimeError as exc:
-        # nbclient has cleaned up already; "Kernel died before replying to kernel_info"
+        # nbclient has cleaned up already, but only the kernel itself if it was alive: "Kernel died
+        # before replying to kernel_info"
         if "kernel died" not in str(exc).lower():
             raise
+        _kill_group(client)
         raise KernelStartFailed("it exited before answering", seconds=seconds, timed_out=False) from None
     except DeadKernelError:
+        _kill_group(client)
         raise KernelStartFailed("it exited before answering", seconds=seconds, timed_out=False) from None
 
 
@@ -115,8 +157,11 @@ async def _abandon(client: NotebookClient) -> None:
         await asyncio.wait_for(ensure_async(manager.shutdown_kernel(now=True)), KILL_WAIT)
     except Exception as exc:  # noqa: BLE001 - the kernel is killed below whatever went wrong here
         log.debug("stopping a kernel that did not start: %s", exc)
-        process = getattr(manager.provisioner, "process", None)
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(Exception):
-                process.kill()
-                process.wait(KILL_WAIT)
+    _kill_group(client, manager)
+
+
+def _kill_group(client: NotebookClient, manager: Any = None) -> None:
+    """Kill what is left of the kernel's process group (a grandchild can outlive the kernel)."""
+    launched = getattr(manager or client.km, "launched", None)
+    if isinstance(launched, KernelProcess):
+        kill_kernel(launched)

@@ -19,13 +19,13 @@ from autoflow.errors import NotebookExecutionError
 from autoflow.notebooks import ExecutionLimits, build_parameters, execute_notebook
 from autoflow.settings import Settings
 from autoflow.spec.models import NotebookSpec, frozen_map
-from tests.nbfactory import write_notebook
+from tests.nbfactory import cell, write_notebook
 
 
 def stdout_of(nb: nbformat.NotebookNode, marker: str) -> str:
     """Printed text of the one code cell whose source contains ``marker``."""
-    (cell,) = [c for c in nb.cells if c.cell_type == "code" and marker in c.source]
-    return "".join(o["text"] for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+    (found,) = [c for c in nb.cells if c.cell_type == "code" and marker in c.source]
+    return "".join(o["text"] for o in found.outputs if o.output_type == "stream" and o.name == "stdout")
 
 
 def kernel_children() -> set[int]:
@@ -266,11 +266,31 @@ def test_a_notebook_without_a_parameters_cell_is_not_run_with_overwritten_values
         execute_notebook(nb_path, out, {"reference_date": "2024-03-09"})
     message = str(failure.value)
     assert message.startswith(f"notebook {nb_path} has no cell tagged 'parameters': ")
-    assert "tag the cell that assigns its parameters" in message and "\n" not in message
+    assert "tag the code cell that assigns its parameters' defaults" in message and "\n" not in message
+    assert failure.value.retryable is False, "running it again cannot help"
     assert not out.exists(), "nothing was executed"
     # with nothing to inject, the tag does not matter: it runs as written
     execute_notebook(nb_path, out, {})
     assert stdout_of(nbformat.read(out, as_version=4), "# DATE") == "2024-03-05\n"
+
+
+def test_a_parameters_tag_on_a_markdown_cell_is_not_a_parameters_cell(tmp_path: Path) -> None:
+    # papermill injects after the first tagged cell of any type: here, before the defaults,
+    # which would put 5 March back
+    nb_path = write_notebook(
+        tmp_path / "heading.ipynb",
+        cell("md:## Parameters", tags=("parameters",)),
+        "reference_date = '2024-03-05'",
+        cell("reference_date = None", tags=("parameters",)),  # tagged too, but papermill uses the first
+        "print(reference_date)  # DATE",
+    )
+    out = tmp_path / "out" / "heading.ipynb"
+    with pytest.raises(NotebookExecutionError) as failure:
+        execute_notebook(nb_path, out, {"reference_date": "2024-03-09"})
+    message = str(failure.value)
+    assert message.startswith(f"notebook {nb_path} has its 'parameters' tag on a markdown cell: "), message
+    assert "tag the code cell that assigns its parameters' defaults 'parameters', not a markdown cell" in message
+    assert failure.value.retryable is False and not out.exists()
 
 
 def test_unreadable_notebook_is_a_notebook_execution_error(tmp_path: Path) -> None:
@@ -440,3 +460,62 @@ def test_a_notebook_timeout_shorter_than_the_kernel_start_bound_ends_the_start(
         execute_notebook(nb_path, tmp_path / "short.out.ipynb", {}, timeout=2, kernel_name="hangs")  # start bound: 60 s
     assert "short.ipynb timed out after 2 s while its kernel was starting; the kernel was stopped" in str(failure.value)
     assert fake_kernel_processes(str(kernel)) == []
+
+
+@pytest.fixture
+def blocked_kernel_info(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make ``Session.send`` block its thread for good on kernel_info requests (with ``after_cells``,
+    only once a cell was sent): a plain blocking call, which no bound kept by the kernel client's own
+    event loop can end."""
+    from jupyter_client.session import Session
+
+    release, executed = threading.Event(), threading.Event()
+    original = Session.send
+
+    def block(*, after_cells: bool) -> None:
+        def send(self: Session, stream: Any, msg_or_type: Any, *args: Any, **kwargs: Any) -> Any:
+            kind = msg_or_type if isinstance(msg_or_type, str) else msg_or_type.get("header", {}).get("msg_type")
+            if kind == "execute_request":
+                executed.set()
+            elif kind == "kernel_info_request" and (executed.is_set() or not after_cells):
+                release.wait(600)
+            return original(self, stream, msg_or_type, *args, **kwargs)
+
+        monkeypatch.setattr(Session, "send", send)
+
+    yield block
+    release.set()  # the abandoned threads end with the test
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_kernel_client_blocked_in_a_send_still_ends_within_the_start_bound(
+    tmp_path: Path, blocked_kernel_info: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked_kernel_info(after_cells=False)  # issue 11: the thread blocked in zmq's send under kernel_info, for good
+    nb_path = write_notebook(tmp_path / "blocked.ipynb", "print('ran')", parameters="x = 1")
+    out = tmp_path / "blocked.out.ipynb"
+    limits = ExecutionLimits(kernel_start_timeout=2)
+    with caplog.at_level(logging.WARNING, logger="autoflow"), pytest.raises(NotebookExecutionError) as failure:
+        execute_notebook(nb_path, out, {"x": 2}, limits=limits)
+    message = str(failure.value)
+    assert message.startswith("the kernel of notebook blocked.ipynb did not start within 2 s (3 tries): "), message
+    assert nbformat.read(out, as_version=4).metadata["autoflow"]["error"] == message
+    assert "left thread autoflow-notebook-blocked.ipynb behind, blocked in " in caplog.text
+    assert kernel_children() == set(), "the blocked tries' kernels are still running"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_a_kernel_client_blocked_after_the_last_cell_ends_within_the_notebook_timeout(
+    tmp_path: Path, blocked_kernel_info: Any
+) -> None:
+    blocked_kernel_info(after_cells=True)  # papermill's closing kernel_info, after the last cell, blocks
+    nb_path = write_notebook(tmp_path / "closing.ipynb", "print('ran')  # RAN", parameters="x = 1")
+    out = tmp_path / "closing.out.ipynb"
+    with pytest.raises(NotebookExecutionError, match=r"closing\.ipynb timed out after 3 s"):
+        execute_notebook(nb_path, out, {"x": 2}, timeout=3)
+    nb = nbformat.read(out, as_version=4)
+    assert nb.metadata["autoflow"]["status"] == "failed"
+    assert stdout_of(nb, "# RAN") == "ran\n"
+    assert kernel_children() == set()

@@ -1,0 +1,149 @@
+"""Bounding a notebook's execution from outside the thread that runs its kernel client.
+
+The kernel client runs on an event loop in a helper thread; a plain blocking call there (a zmq
+send that never returns) would stop any bound kept by that loop. The calling thread waits for it
+with a watchdog instead: when the helper overruns its bound, the kernel's process group is killed
+and the helper is abandoned, and nothing it writes afterwards reaches the output notebook.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from papermill.iorw import papermill_io
+
+from autoflow.notebooks.kernels import KernelProcess, KernelStartFailed, kill_kernel
+
+T = TypeVar("T")
+
+log = logging.getLogger("autoflow.notebooks")
+
+#: seconds the watchdog gives the event loop's own bounds, and their clean-up, to act first
+WATCHDOG_GRACE = 10.0
+#: seconds between the watchdog's looks at the budget
+WATCHDOG_POLL = 0.5
+
+
+class _GuardedOutputs:
+    """papermill I/O handler for ``autoflow-output:…`` paths: writes reach the real path until it is closed.
+
+    An abandoned execution may still save its notebook much later; once :meth:`close` has run, those
+    writes are dropped, so the failure recorded by the caller stays in place.
+    """
+
+    scheme = "autoflow-output:"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._targets: dict[str, Path] = {}
+
+    def open(self, target: Path) -> str:
+        """A papermill output path that writes to ``target`` until :meth:`close`."""
+        name = f"{self.scheme}{uuid.uuid4().hex}.ipynb"
+        with self._lock:
+            self._targets[name] = target
+        return name
+
+    def close(self, name: str) -> None:
+        with self._lock:  # waits for a write in progress: none starts afterwards
+            self._targets.pop(name, None)
+
+    def write(self, buf: str, path: str) -> None:
+        with self._lock:
+            target = self._targets.get(path)
+            if target is None:
+                log.debug("dropped a late write of an abandoned notebook execution")
+                return
+            target.write_text(buf, encoding="utf-8")
+
+    def read(self, path: str) -> str:
+        with self._lock:
+            target = self._targets[path]
+        return target.read_text(encoding="utf-8")
+
+    def pretty_path(self, path: str) -> str:
+        return str(self._targets.get(path, path))
+
+    def listdir(self, path: str) -> list[str]:
+        raise NotImplementedError("autoflow-output paths are single notebooks")
+
+
+guarded_outputs = _GuardedOutputs()
+papermill_io.register(guarded_outputs.scheme, guarded_outputs)
+
+
+class Abandoned(Exception):
+    """The watchdog stopped a notebook execution that overran its whole-notebook budget."""
+
+
+def run_watched(
+    function: Callable[[], T],
+    *,
+    name: str,
+    kernel: KernelProcess,
+    output: str,
+    kernel_start_bound: float,
+    remaining: Callable[[], float | None],
+    cell_started: Callable[[], bool],
+) -> T:
+    """``function()`` in a daemon thread ``autoflow-notebook-NAME``, bounded from this thread.
+
+    Until a cell starts it may take ``kernel_start_bound`` + :data:`WATCHDOG_GRACE` seconds (then
+    :class:`KernelStartFailed`); in all, ``remaining()`` + the grace (then :class:`Abandoned`).
+    Either way the papermill ``output`` path is closed (:data:`guarded_outputs`), the kernel's process
+    group killed, and the thread left behind, logged.
+    """
+    outcome: list[tuple[bool, Any]] = []
+    context = contextvars.copy_context()  # Prefect's run context, for the thread's log records
+
+    def target() -> None:
+        try:
+            outcome.append((True, context.run(function)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, name=f"autoflow-notebook-{name}", daemon=True)
+    started = time.monotonic()
+    thread.start()
+    while True:
+        thread.join(WATCHDOG_POLL)
+        if not thread.is_alive():
+            break
+        starting = not cell_started()
+        left = remaining()
+        if starting and time.monotonic() - started > kernel_start_bound + WATCHDOG_GRACE:
+            _abandon(thread, kernel, output, name)
+            raise KernelStartFailed(
+                f"it did not answer within {kernel_start_bound:g} s", seconds=kernel_start_bound, timed_out=True
+            )
+        if left is not None and left + WATCHDOG_GRACE < 0:
+            _abandon(thread, kernel, output, name)
+            raise Abandoned(f"notebook {name} overran its budget")
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
+
+
+def _abandon(thread: threading.Thread, kernel: KernelProcess, output: str, name: str) -> None:
+    guarded_outputs.close(output)
+    frame = sys._current_frames().get(thread.ident or -1)
+    where = "an unknown place"
+    if frame is not None:  # the innermost calls, e.g. "wait ← send ← kernel_info (…/threading.py:331)"
+        stack = traceback.extract_stack(frame)[::-1]
+        where = f"{' ← '.join(f.name for f in stack[:4])} ({stack[0].filename}:{stack[0].lineno})"
+    kill_kernel(kernel)
+    log.warning(
+        "notebook %s: its execution did not end within its bound, so AutoFlow killed its kernel and left "
+        "thread %s behind, blocked in %s",
+        name, thread.name, where,
+    )  # fmt: skip
