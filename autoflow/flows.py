@@ -24,7 +24,8 @@ from typing import Any, Protocol
 from prefect import flow, task
 from prefect.context import FlowRunContext, get_run_context
 from prefect.futures import PrefectFuture
-from prefect.states import Cancelled, Completed, Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from autoflow import __version__
@@ -315,10 +316,10 @@ def execute_workflow(
     #: notebooks not run because a notebook they depend on failed or was not run
     not_run: list[str] = []
     outcome = RunOutcome()
-    finished: queue.Queue[tuple[str, str, PrefectFuture[str]]] = queue.Queue()
+    finished: queue.Queue[tuple[str, str, PrefectFuture[Any]]] = queue.Queue()
     running = 0
 
-    def submit(kind: str, label: str, future: PrefectFuture[str]) -> None:
+    def submit(kind: str, label: str, future: PrefectFuture[Any]) -> None:
         future.add_done_callback(lambda f: finished.put((kind, label, f)))
 
     while waiting or running:
@@ -388,4 +389,4 @@ def summarise_failures(failed: Mapping[tuple[str, str], str], not_run: Sequence[
 
 def workflow_run_with_runner(max_parallel_notebooks: int) -> Any:
     """:func:`workflow_run` with a thread pool sized for this machine."""
-    return workflow_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max_parallel_notebooks))
+    return workflow_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max_parallel_notebooks))  # type: ignore[arg-type]

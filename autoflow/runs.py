@@ -103,10 +103,11 @@ class Launcher:
         """How the run ended, as its flow recorded it in the run store.
 
         A flow that never took the attempt's lease (Prefect failed before the flow's body ran)
-        recorded nothing: the claim is handed back as failed, so it is not left ``running``.
+        recorded nothing: the claim is handed back as failed, so it is not left ``running``
+        (the flow has returned, so no lease of this process holds the attempt any more).
         """
         record = self.store.attempt(attempt.id)
-        if record is not None and record.state == "running" and attempt.id not in self.leases.active:
+        if record is not None and record.state == "running":
             crash = f"the workflow run crashed before it started: {problem or 'no reason given'}"
             log.error("run %s: failed after %.1f s: %s", label, duration, crash)
             self.store.finish(attempt.id, success=False, error=crash, retry_for=self.settings.run_lease_seconds)
@@ -159,8 +160,8 @@ def detached_from_flow_run(function: Callable[..., LaunchResult]) -> Callable[..
     from prefect.context import FlowRunContext, TaskRunContext
 
     context = contextvars.copy_context()
-    context.run(FlowRunContext.__var__.set, None)
-    context.run(TaskRunContext.__var__.set, None)
+    context.run(FlowRunContext.__var__.set, None)  # type: ignore[arg-type]
+    context.run(TaskRunContext.__var__.set, None)  # type: ignore[arg-type]
 
     def wrapper(*args: object, **kwargs: object) -> LaunchResult:
         return context.copy().run(function, *args, **kwargs)
