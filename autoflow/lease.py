@@ -83,6 +83,7 @@ class AttemptLease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lost = False
+        self._finishing = False
         #: the attempt as read on entering
         self.attempt: Attempt | None = None
 
@@ -120,7 +121,7 @@ class AttemptLease:
             except Exception as exc:  # the next beat may get through; the lease allows for it
                 log.warning("could not record a heartbeat for run attempt %d: %s", self.attempt_id, exc)
                 continue
-            if not held and not self._lost:
+            if not held and not self._lost and not self._finishing:
                 self._lost = True
                 log.warning(
                     "run attempt %d is no longer held by this process (declared abandoned or cancelled meanwhile); "
@@ -131,9 +132,11 @@ class AttemptLease:
     def finish(self, *, success: bool, error: str | None = None, notebooks: Sequence[str] = (), reports: Sequence[str] = ()) -> bool:
         """Record the run's end (retrying for up to the lease while the database is away).
 
-        False if the attempt was no longer running (e.g. declared abandoned meanwhile).
+        Returns False if the attempt was no longer running (e.g. declared abandoned meanwhile).
+        The heartbeat goes on until the end is written, so a database that comes back late in
+        the retries does not find the attempt's lease run out.
         """
-        self._stop_beating()
+        self._finishing = True
         try:
             return self.store.finish(
                 self.attempt_id, success=success, error=error, notebooks=notebooks, reports=reports,
@@ -141,6 +144,7 @@ class AttemptLease:
             )  # fmt: skip
         finally:
             self.ended = True
+            self._stop_beating()
 
     def _stop_beating(self) -> None:
         self._stop.set()
@@ -149,7 +153,6 @@ class AttemptLease:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         try:
-            self._stop_beating()
             if self.ended:
                 return
             if exc is None:
@@ -163,5 +166,6 @@ class AttemptLease:
             except RunStoreError as failure:  # the lease runs out and the next tick expires it
                 log.error("could not record the end of run attempt %d: %s", self.attempt_id, failure)
         finally:
+            self._stop_beating()
             if self.tracker is not None:
                 self.tracker.discard(self.attempt_id)
