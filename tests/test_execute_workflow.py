@@ -77,7 +77,7 @@ def workflow(tmp_path: Path, notebooks_yml: str) -> tuple[WorkflowSpec, Settings
     return config.workflows["w"], settings
 
 
-@flow(name="execute-workflow-test", persist_result=False, validate_parameters=False, task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="execute-workflow-test", persist_result=False, validate_parameters=False, task_runner=ThreadPoolTaskRunner(max_workers=2))  # type: ignore[arg-type]
 def _in_a_flow(spec: WorkflowSpec, settings: Settings, runner: Any, exporter: Any) -> RunOutcome:  # Protocols are no pydantic types
     return execute_workflow(spec, RunRequest("w", {}, DAY, ((DAY, DAY),), attempt_id=7), settings, runner=runner, exporter=exporter)
 
