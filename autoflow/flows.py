@@ -34,6 +34,7 @@ from autoflow.errors import AutoFlowError, NotebookExecutionError, ReportError
 from autoflow.lease import AttemptLease, StaleAttempt
 from autoflow.notebooks import ExecutionLimits, build_parameters, execute_notebook, output_stem
 from autoflow.parameters import from_typed_json, to_json_safe
+from autoflow.reports import export_pdf
 from autoflow.runtime import RunRuntime
 from autoflow.settings import Settings
 from autoflow.spec.models import NotebookSpec, WorkflowSpec
@@ -119,8 +120,6 @@ class PdfExporter:
     """The default :class:`ReportExporter`: nbconvert, asciidoc and asciidoctor-pdf."""
 
     def __call__(self, executed: Path, pdf: Path, *, template: Path | None, title: str | None) -> object:
-        from autoflow.reports import export_pdf
-
         return export_pdf(executed, pdf, template=template, title=title)
 
 
