@@ -45,8 +45,10 @@ test-deps: $(VENV)/.installed
 
 # PostgreSQL for the database tests: the server AUTOFLOW_TEST_POSTGRES names (default 127.0.0.1:5432),
 # else initdb to start a throwaway cluster for the session (tests/databases.py), else Debian's server.
+# An AUTOFLOW_TEST_POSTGRES set explicitly is never replaced: installing would not help (exit 3).
 postgres-deps: $(VENV)/.installed
-	@$(BIN)/python -m tests.pgcluster check || $(MAKE) --no-print-directory debs DEBS=postgresql
+	@$(BIN)/python -m tests.pgcluster check; rc=$$?; \
+	if [ $$rc = 1 ]; then $(MAKE) --no-print-directory debs DEBS=postgresql; elif [ $$rc != 0 ]; then exit $$rc; fi
 
 # Installs missing Debian packages when root; otherwise says what to install.
 debs:

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from autoflow.errors import SettingsError
-from autoflow.settings import Settings
+from autoflow.settings import DEFAULT_SECRETS_DIR, Settings, read_secret
 
-__all__ = ["SECRET_NAMES", "SECRET_VARIABLES", "Redactor", "environment_without_secrets"]
+__all__ = ["SECRET_NAMES", "SECRET_VARIABLES", "URI_PASSWORD_NAME", "Redactor", "environment_without_secrets", "uri_password"]
 
 #: the secrets AutoFlow reads (environment variable or Docker secret of that name)
 SECRET_NAMES = ("AUTOFLOW_DB_PASSWORD", "FLOWAPI_TOKEN")
 #: variables that hold a secret or may contain one, hidden from processes that do not need them
 SECRET_VARIABLES = (*SECRET_NAMES, "AUTOFLOW_DB_URI", "PREFECT_API_KEY")
+#: how a password written into AUTOFLOW_DB_URI shows once redacted
+URI_PASSWORD_NAME = "AUTOFLOW_DB_URI password"
 #: secrets shorter than this are not searched for (they would match ordinary text)
 MIN_REDACTED_SECRET_LENGTH = 8
 
@@ -33,35 +37,58 @@ def environment_without_secrets(env: Mapping[str, str] | None = None, *, keep: C
     return {name: value for name, value in env.items() if name not in hidden}
 
 
+def uri_password(uri: str | None) -> str | None:
+    """The password written into a database URI (``postgresql://user:PASSWORD@host/db``), if any."""
+    if not uri or "://" not in uri:
+        return None
+    try:
+        password = urlsplit(uri).password
+    except ValueError:  # not a URL the database would accept either
+        return None
+    return password or None
+
+
 class Redactor:
     """Replaces the values of AutoFlow's secrets with ``[NAME redacted]``."""
 
     __slots__ = ("_secrets",)
 
-    def __init__(self, secrets: Mapping[str, str]) -> None:
-        self._secrets = {
-            name: value for name, value in secrets.items() if value and len(value) >= MIN_REDACTED_SECRET_LENGTH
-        }
+    def __init__(self, secrets: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
+        pairs = secrets.items() if isinstance(secrets, Mapping) else secrets
+        #: (name, value) pairs, longest value first so a secret containing another is replaced whole
+        self._secrets = sorted(
+            {(name, value) for name, value in pairs if value and len(value) >= MIN_REDACTED_SECRET_LENGTH},
+            key=lambda pair: (-len(pair[1]), pair[0]),
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Redactor:
-        """A redactor for the secrets in ``settings`` (the token and the database password)."""
+        """A redactor for the secrets in ``settings``: the token, the database password and one written into the URI."""
         found = {"AUTOFLOW_DB_PASSWORD": settings.db_password, "FLOWAPI_TOKEN": settings.flowapi_token}
-        return cls({name: secret.get() for name, secret in found.items() if secret is not None})
+        secrets = [(name, secret.get()) for name, secret in found.items() if secret is not None]
+        return cls(secrets + _uri_secrets(settings.db_uri_raw))
 
     @classmethod
-    def from_env(cls) -> Redactor:
-        """A redactor for the secrets of this process's settings; none if they cannot be read.
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Redactor:
+        """A redactor for this process's secrets (``env``, default ``os.environ``, and the secrets directory).
 
-        An unreadable setting is the settings check's to report, not the redactor's.
+        Each secret is read on its own, so an invalid setting or one unreadable secret file never
+        leaves the others unredacted (reporting those is the settings check's job).
         """
-        try:
-            return cls.from_settings(Settings.from_env())
-        except SettingsError:
-            return cls({})
+        env = os.environ if env is None else env
+        secrets_dir = Path(env.get("AUTOFLOW_SECRETS_DIR") or DEFAULT_SECRETS_DIR)
+        secrets: list[tuple[str, str]] = []
+        for name in SECRET_NAMES:
+            try:
+                secret = read_secret(name, env, secrets_dir)
+            except (SettingsError, ValueError):  # unreadable, or not UTF-8 text
+                continue
+            if secret is not None:
+                secrets.append((name, secret.get()))
+        return cls(secrets + _uri_secrets(env.get("AUTOFLOW_DB_URI")))
 
     def __repr__(self) -> str:
-        return f"Redactor({sorted(self._secrets)})"
+        return f"Redactor({sorted({name for name, _ in self._secrets})})"
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
@@ -76,13 +103,13 @@ class Redactor:
         if not self._secrets:
             return found
         text = json.dumps(nb, default=str)
-        if any(value in text or json.dumps(value)[1:-1] in text for value in self._secrets.values()):
+        if any(value in text or json.dumps(value)[1:-1] in text for _, value in self._secrets):
             self._replace(nb, found)
         return found
 
     def _replace(self, node: Any, found: set[str]) -> Any:
         if isinstance(node, str):
-            for name, value in self._secrets.items():
+            for name, value in self._secrets:
                 if value in node:
                     node = node.replace(value, f"[{name} redacted]")
                     found.add(name)
@@ -93,3 +120,11 @@ class Redactor:
             for key in list(node):
                 node[key] = self._replace(node[key], found)
         return node
+
+
+def _uri_secrets(uri: str | None) -> list[tuple[str, str]]:
+    """The password in the database URI, as written and percent-decoded (``{}`` is the password placeholder)."""
+    password = uri_password(uri)
+    if password is None or password == "{}":
+        return []
+    return [(URI_PASSWORD_NAME, password), (URI_PASSWORD_NAME, unquote(password))]

@@ -4,7 +4,8 @@
 AUTOFLOW_TEST_POSTGRES (default ``host=127.0.0.1 port=5432 user=postgres dbname=postgres``,
 as a libpq connection string) and drops it afterwards. ``db_url`` runs a test on both.
 
-When the tests cannot connect there, the first test that needs PostgreSQL starts a throwaway cluster
+When AUTOFLOW_TEST_POSTGRES is not set and the tests cannot connect to the default server, the
+first test that needs PostgreSQL starts a throwaway cluster
 (``initdb`` on a free port in a temporary directory, tests/pgcluster.py) for the whole session,
 points AUTOFLOW_TEST_POSTGRES at it and removes it at the end; under pytest-xdist the controller
 does so before the workers start, and they share it. One line says which server the tests use.
@@ -54,10 +55,18 @@ def ensure_server(config: pytest.Config) -> None:
     conninfo = configured_conninfo()
     config.stash[CONFIGURED_KEY] = os.environ.get("AUTOFLOW_TEST_POSTGRES")
     reason = why_unusable(conninfo)
+    explicit = bool(os.environ.get("AUTOFLOW_TEST_POSTGRES"))
     if reason is None:
-        source = "AUTOFLOW_TEST_POSTGRES" if os.environ.get("AUTOFLOW_TEST_POSTGRES") else "the default; AUTOFLOW_TEST_POSTGRES sets another"
+        source = "AUTOFLOW_TEST_POSTGRES" if explicit else "the default; AUTOFLOW_TEST_POSTGRES sets another"
         _say(config, f"PostgreSQL for tests: the server on {where(conninfo)} ({source})")
         return
+    if explicit:  # the server asked for, not a stand-in that would test something else
+        pytest.fail(
+            f"PostgreSQL for tests: {reason} (AUTOFLOW_TEST_POSTGRES); start that server or fix the variable, "
+            "unset it to use the local server (or a throwaway cluster when none answers), "
+            "or deselect these tests with -m 'not postgres'",
+            pytrace=False,
+        )
     try:
         cluster = Cluster(password=False, prefix="autoflow-test-pg-")
     except RuntimeError as exc:

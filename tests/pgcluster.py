@@ -3,7 +3,8 @@
 - :class:`Cluster`: one such cluster, which a test may stop and start (never the shared server).
 - :func:`why_unusable`: why the tests cannot connect with a libpq connection string, if they cannot.
 - ``python -m tests.pgcluster check``: exit status 0 when the tests have a PostgreSQL (they can
-  connect to the configured server, or ``initdb`` is there to make one), 1 otherwise (``make test-deps``).
+  connect to the configured server, or ``initdb`` is there to make one), 1 when installing PostgreSQL
+  would give them one (``make test-deps`` does), 3 when an explicit AUTOFLOW_TEST_POSTGRES is unusable.
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 DEFAULT_CONNINFO = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 
 def configured_conninfo() -> str:
-    """The server the tests are configured to use: AUTOFLOW_TEST_POSTGRES, else the local default."""
-    return os.environ.get("AUTOFLOW_TEST_POSTGRES") or DEFAULT_CONNINFO
+    """The server the tests are configured to use: AUTOFLOW_TEST_POSTGRES, else the local default (on $PGPORT if set)."""
+    explicit = os.environ.get("AUTOFLOW_TEST_POSTGRES")
+    if explicit:
+        return explicit
+    port = os.environ.get("PGPORT")
+    return DEFAULT_CONNINFO.replace("port=5432", f"port={port}") if port and port.isdigit() else DEFAULT_CONNINFO
 
 
 def server_bin() -> Path | None:
@@ -176,19 +183,38 @@ class Cluster:
         if data is not None and (data / "postmaster.pid").exists():
             with contextlib.suppress(RuntimeError):
                 self.stop("immediate")
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                os.kill(int((data / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+            postmaster = self.postmaster()
+            if postmaster is not None:
+                with contextlib.suppress(psutil.Error):
+                    postmaster.send_signal(signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def postmaster(self) -> psutil.Process | None:
+        """The process postmaster.pid names, if it is a PostgreSQL server of this cluster's data directory.
+
+        A stale postmaster.pid can name a pid the system has since given to another process.
+        """
+        try:
+            process = psutil.Process(int((self.data / "postmaster.pid").read_text().split()[0]))
+            name, command = process.name(), process.cmdline()
+        except (OSError, ValueError, IndexError, psutil.Error):
+            return None
+        is_postgres = name in ("postgres", "postmaster") or any(Path(part).name in ("postgres", "postmaster") for part in command[:1])
+        return process if is_postgres and str(self.data) in command else None
 
 
 def main(argv: list[str]) -> int:
-    """``check``: 0 when the tests have a PostgreSQL (the configured server answers, or initdb can make one)."""
+    """``check``: 0 when the tests have a PostgreSQL (the configured server answers, or initdb can make one);
+    1 when installing PostgreSQL would give them one; 3 when an explicit AUTOFLOW_TEST_POSTGRES is unusable."""
     if argv != ["check"]:
         print("usage: python -m tests.pgcluster check", file=sys.stderr)
         return 2
     reason = why_unusable(configured_conninfo())
     if reason is None:
         return 0
+    if os.environ.get("AUTOFLOW_TEST_POSTGRES"):  # never replaced by a throwaway cluster
+        print(f"PostgreSQL for tests: {reason} (AUTOFLOW_TEST_POSTGRES); start that server or fix the variable.")
+        return 3
     pg_bin = server_bin()
     if pg_bin is not None and (pg_bin / "initdb").exists():
         return 0

@@ -19,6 +19,7 @@ from autoflow.cli import health
 from autoflow.cli.app import Abort, Application
 from autoflow.settings import Settings
 from autoflow.spec.models import AutoFlowConfig, NotebookSpec, OutputSpec, SensorSpec, WorkflowSpec
+from tests.configs import VALID, make_inputs
 
 FAKE_SERVICE = """\
 import os, pathlib, sys, time
@@ -254,6 +255,24 @@ def test_a_tick_busy_longer_than_the_longest_allowed_run_is_unhealthy(
     ticking_since(outputs, now - dt.timedelta(hours=5), busy=started, longest_run=3600)
     code, out = run_health(outputs, monkeypatch, capsys)
     assert code == 1 and f"has been stuck since {started:%Y-%m-%d %H:%M:%S} UTC" in out, out
+
+
+def test_a_timeout_raised_since_the_service_started_counts(
+    outputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs read workflows.yml afresh: a bound recorded at start is raised by the config on disk."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (make_inputs(inputs) / "workflows.yml").write_text(VALID)  # bound with a 1 h default timeout: 1 h 54 min
+    monkeypatch.setenv("AUTOFLOW_INPUTS_DIR", str(inputs))
+    monkeypatch.setenv("AUTOFLOW_NOTEBOOK_TIMEOUT", "3600")
+    now = dt.datetime.now(dt.timezone.utc)
+    ticking_since(outputs, now - dt.timedelta(hours=1.5), longest_run=1800)  # recorded when the timeouts were shorter
+    code, out = run_health(outputs, monkeypatch, capsys)
+    assert code == 0, out
+    ticking_since(outputs, now - dt.timedelta(hours=3), longest_run=1800)
+    code, out = run_health(outputs, monkeypatch, capsys)
+    assert code == 1 and "longest allowed run, 1 h 54 min: a run is hung" in out, out
 
 
 def test_without_a_recorded_bound_health_uses_the_settings(

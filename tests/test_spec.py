@@ -379,8 +379,9 @@ def test_directory_source(inputs: Path) -> None:
 def test_load_config_reads_the_file(inputs: Path) -> None:
     (inputs / "workflows.yml").write_text(VALID)
     assert "flows" in load_config(inputs).workflows
+    (inputs / "notebooks-only").mkdir()
     with pytest.raises(ConfigError, match="no workflows.yml"):
-        load_config(inputs / "notebooks-only") if (inputs / "notebooks-only").mkdir() is None else None
+        load_config(inputs / "notebooks-only")
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(inputs / "nowhere")
 
@@ -431,6 +432,17 @@ def test_notebook_without_parameters_cell_is_reported_at_its_filename(inputs: Pa
     assert has(found, 5, "notebook 'run' (a.ipynb)", "no cell tagged 'parameters'", "'country', 'day'", "Cell Tags", col=19)
 
 
+def test_parameters_tag_on_a_markdown_cell_is_reported(inputs: Path) -> None:
+    """papermill injects after the first tagged cell of any type: a tagged heading lets the code below overwrite the values."""
+    heading = {"cell_type": "markdown", "id": "h", "metadata": {"tags": ["parameters"]}, "source": "## Parameters"}
+    code = notebook_with_parameters("country = 'x'\nday = None\nranges = []\nurl = None")
+    cells: list[object] = [heading, *code["cells"]]  # type: ignore[misc]
+    (inputs / "a.ipynb").write_text(json.dumps({**code, "cells": cells}))
+    found = problems(inputs, VALID)
+    assert len(found) == 1
+    assert has(found, 5, "notebook 'run' (a.ipynb)", "is a markdown cell", "tag the code cell that assigns the defaults", "Cell Tags", col=19)
+
+
 def test_notebook_without_parameters_cell_is_fine_when_nothing_is_passed(inputs: Path) -> None:
     (inputs / "plain.ipynb").write_text(json.dumps(NOTEBOOK))
     text = VALID.replace("available_dates_sensor:", "  - name: manual\n    notebooks:\n      x: {filename: plain.ipynb}\navailable_dates_sensor:")
@@ -471,7 +483,8 @@ def test_parameters_cell_with_chained_and_multiline_assignments(inputs: Path) ->
     """papermill's line reader skips lines with two '='; they still define parameters."""
     cell = "country = day = None\nranges = dict(\n  a=1,\n)  # several lines\nurl: str = 'http://x'\n%matplotlib inline"
     (inputs / "a.ipynb").write_text(json.dumps(notebook_with_parameters(cell)))
-    assert load(inputs, VALID).workflows["flows"].notebooks["run"].declared_parameters == ("country", "day", "ranges", "url")
+    # papermill's reader also takes the 'a=1' inside ranges' value: a name either reader finds counts
+    assert load(inputs, VALID).workflows["flows"].notebooks["run"].declared_parameters == ("country", "day", "ranges", "url", "a")
 
 
 def test_parameters_cell_that_is_not_valid_python_is_read_by_papermill(inputs: Path) -> None:

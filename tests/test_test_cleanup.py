@@ -2,8 +2,9 @@
 
 - A test stopped by pytest-timeout does not leave the AutoFlow process it started (nor that
   process's own children) running.
-- With nothing answering on AUTOFLOW_TEST_POSTGRES, PostgreSQL tests run on a throwaway cluster
-  that is gone afterwards.
+- With nothing answering on the default server (AUTOFLOW_TEST_POSTGRES unset), PostgreSQL tests
+  run on a throwaway cluster that is gone afterwards; an explicit AUTOFLOW_TEST_POSTGRES is never
+  replaced.
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ def test_a_timed_out_test_ends_the_autoflow_process_it_started(tmp_path: Path) -
 @pytest.mark.slow
 def test_postgres_tests_use_a_throwaway_cluster_when_nothing_answers() -> None:
     port = free_port()
-    conninfo = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
-    env = {**os.environ, "AUTOFLOW_TEST_POSTGRES": conninfo}
+    env = {name: value for name, value in os.environ.items() if name != "AUTOFLOW_TEST_POSTGRES"}
+    env["PGPORT"] = str(port)  # the default server (127.0.0.1 on libpq's port), where nothing answers
     done = _pytest(["tests/integration/test_store.py", "-q", "-k", "dropped_connections_are_replaced"], env, timeout=300)
     assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout + done.stderr
     said = re.search(r"PostgreSQL for tests: a throwaway cluster on 127\.0\.0\.1:(\d+) in (\S+) \(nothing answered on 127\.0\.0\.1:(\d+)\)", done.stdout)
@@ -88,3 +89,15 @@ def test_postgres_tests_use_a_throwaway_cluster_when_nothing_answers() -> None:
             left.append(process.pid)
     assert not left, f"PostgreSQL processes of {cluster_dir} still running: {left}"
     assert not answers(f"host=127.0.0.1 port={cluster_port} user=postgres dbname=postgres")
+
+
+@pytest.mark.slow
+def test_an_explicit_postgres_that_is_unusable_is_not_replaced() -> None:
+    """AUTOFLOW_TEST_POSTGRES names the server to test against: a stand-in would test something else."""
+    port = free_port()
+    env = {**os.environ, "AUTOFLOW_TEST_POSTGRES": f"host=127.0.0.1 port={port} user=postgres dbname=postgres"}
+    done = _pytest(["tests/integration/test_store.py", "-q", "-k", "dropped_connections_are_replaced"], env, timeout=300)
+    assert done.returncode == 1 and "throwaway cluster on" not in done.stdout, done.stdout + done.stderr
+    assert f"PostgreSQL for tests: nothing answered on 127.0.0.1:{port} (AUTOFLOW_TEST_POSTGRES); start that server" in done.stdout
+    check = subprocess.run([sys.executable, "-m", "tests.pgcluster", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert check.returncode == 3 and "AUTOFLOW_TEST_POSTGRES" in check.stdout  # make installs nothing for it

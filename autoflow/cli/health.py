@@ -46,19 +46,20 @@ def run(app: Application, args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
-def _longest_run(app: Application) -> float:
-    """The longest allowed run of the workflows in the inputs directory (or from the settings alone)."""
+def _longest_run(app: Application) -> float | None:
+    """The longest allowed run of the workflows in the inputs directory; None when it cannot be read."""
     from autoflow.errors import AutoFlowError
     from autoflow.run_bounds import longest_allowed_run
 
     try:
         config = app.load_config()
     except AutoFlowError:
-        config = None
+        return None
     return longest_allowed_run(config, app.settings)
 
 
-def _default_longest_run() -> float:
+def _settings_longest_run() -> float:
+    """The bound when neither the heartbeat nor the inputs directory says more: from the settings alone."""
     from autoflow.run_bounds import longest_allowed_run
     from autoflow.settings import Settings
 
@@ -70,11 +71,13 @@ def check(
     *,
     max_age: float = DEFAULT_MAX_AGE,
     now: dt.datetime | None = None,
-    longest_run: Callable[[], float] = _default_longest_run,
+    longest_run: Callable[[], float | None] = lambda: None,
 ) -> tuple[bool, str]:
     """(healthy, why) for the service of this host writing to ``outputs_dir``.
 
-    ``longest_run`` gives the longest allowed run when the heartbeat does not record it.
+    ``longest_run`` gives the longest allowed run of the configuration on disk now (None when it
+    cannot be read); it counts when the heartbeat records none, or a smaller one (runs read
+    workflows.yml afresh when it changes, so a timeout raised since the service started counts).
     """
     path = heartbeat_path(outputs_dir)
     if path.exists():
@@ -99,7 +102,7 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes} min" if hours and minutes else f"{hours} h" if hours else f"{minutes} min"
 
 
-def _check_heartbeat(path: Path, max_age: float, now: dt.datetime, longest_run: Callable[[], float]) -> tuple[bool, str]:
+def _check_heartbeat(path: Path, max_age: float, now: dt.datetime, longest_run: Callable[[], float | None]) -> tuple[bool, str]:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         written = _utc(record["written_at"])
@@ -116,8 +119,12 @@ def _check_heartbeat(path: Path, max_age: float, now: dt.datetime, longest_run: 
         return False, f"the last heartbeat in {path} is {age:.0f} s old (more than {max_age:g} s): the service is stuck"
     state = record.get("state") or "running"
     if state == "ticking" and tick_started is not None and busy_since is not None:
-        bound = recorded_bound or longest_run()
-        if (now - busy_since).total_seconds() > bound:
+        busy = (now - busy_since).total_seconds()
+        bound = recorded_bound
+        if bound is None or busy > bound:
+            known = [b for b in (recorded_bound, longest_run()) if b is not None]
+            bound = max(known) if known else _settings_longest_run()
+        if busy > bound:
             return False, _hung(tick_started, busy_since, bound)
     return True, f"heartbeat {max(age, 0):.0f} s ago from pid {pid} ({state})"
 

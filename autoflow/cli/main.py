@@ -8,7 +8,7 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from autoflow import __version__
@@ -68,26 +68,61 @@ def _modules() -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns its exit status. A reader that closes the pipe early ends it quietly."""
+    """Run one command; returns its exit status.
+
+    A reader that closes the pipe early (``autoflow status --json | head -2``) ends the output
+    quietly: the rest goes to /dev/null and the command's own status stands (0 if it succeeded,
+    its error status if not). A BrokenPipeError from anything else is an internal error.
+    """
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ClosedReaderTolerant(sys.stdout), _ClosedReaderTolerant(sys.stderr)
     try:
+        status = _dispatch(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return status
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+class _ClosedReaderTolerant:
+    """A text stream whose output goes to /dev/null once the process reading it has closed the pipe.
+
+    Only failures writing to this stream count as "the reader went away" (Python docs, "Note on
+    SIGPIPE"); every other attribute is the wrapped stream's.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
         try:
-            return _dispatch(argv)
-        finally:
-            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
-    except BrokenPipeError:
-        _discard_stdout()
-        return 0
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            self._discard()
+            return len(text)
 
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
 
-def _discard_stdout() -> None:
-    """Point stdout at /dev/null so nothing more fails writing to the closed pipe (Python docs, "Note on SIGPIPE")."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # not a real file (captured in tests)
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._discard()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def _discard(self) -> None:
+        """Point the stream's file descriptor at /dev/null, so what is still buffered or yet to come is dropped."""
+        try:
+            fd = self._stream.fileno()
+        except (AttributeError, OSError, ValueError):  # not a real file (captured in tests)
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
 
 
 def _dispatch(argv: Sequence[str] | None) -> int:
@@ -108,8 +143,6 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         app.error("interrupted")
         return 130
-    except BrokenPipeError:
-        raise
     except Exception as exc:  # a bug in AutoFlow, not the user's mistake
         _internal_error(app, exc)
         return 70

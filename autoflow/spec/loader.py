@@ -198,6 +198,14 @@ class _Checker:
                     f"tag the cell that assigns them: {HOW_TO_TAG}",
                 )
             return None
+        if not cell.is_code and passed:
+            self.add(
+                node.pos,
+                f"notebook '{label}' ({shown}): its first cell tagged 'parameters' is a {cell.cell_type} cell, "
+                "so the values workflows.yml passes would be overwritten by the code that follows; "
+                f"remove the tag there and tag the code cell that assigns the defaults, not the heading: {HOW_TO_TAG}",
+            )
+            return None
         if cell.names is None:
             return None
         for name, pos in passed.items():

@@ -129,6 +129,7 @@ def service_console() -> Iterator[None]:
 
 @pytest.mark.slow
 def test_failure_stops_only_dependents_and_keeps_the_failed_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from autoflow.flows import close_stores
     from autoflow.parameters import params_hash
     from autoflow.planning import DueRun
     from autoflow.runs import Launcher
@@ -164,6 +165,7 @@ def test_failure_stops_only_dependents_and_keeps_the_failed_notebook(tmp_path: P
             launched = launcher.launch(DueRun("w", {}, params_hash({}), day, ((day, day),), 0, "test"))
         finally:
             launcher.close()
+            close_stores()
         [attempt] = store.history()
     outcome = launched.outcome
     assert outcome is not None and not outcome.success
@@ -181,7 +183,7 @@ def test_failure_stops_only_dependents_and_keeps_the_failed_notebook(tmp_path: P
     assert "no such column" not in error
     # the failing notebook's message is logged once: by the run's end, not also by its task
     logged = capsys.readouterr().err
-    assert sum("no data for this day" in line for line in logged.splitlines()) == 1, logged  # (the line quotes the code too)
+    assert sum("no data for this day" in line for line in logged.splitlines()) == 1, logged  # one line says it
     assert "run w for 2016-01-01 (attempt 1): failed" in logged and "notebook bad: failed after" in logged
 
 
