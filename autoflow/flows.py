@@ -1,10 +1,13 @@
 """The Prefect flow for one workflow run: notebooks in dependency order, then PDF reports.
 
 ``workflow_run`` is a module-level flow whose parameters are plain JSON; it loads its spec from
-the inputs directory and records its outcome through the run store itself, so running it as a
+the inputs directory and owns its attempt's life through an :class:`~autoflow.lease.AttemptLease`
+(checks the attempt is still current, heartbeats it, records its end), so running it as a
 deployment on a Prefect worker instead of in AutoFlow's process changes where it runs, nothing
 else. Each notebook and each report is a Prefect task; independent notebooks run concurrently
 (up to ``AUTOFLOW_MAX_PARALLEL_NOTEBOOKS``); a failed notebook stops only what depends on it.
+Notebooks are executed by a :class:`NotebookRunner` and reports exported by a
+:class:`ReportExporter` (papermill and nbconvert by default).
 """
 
 from __future__ import annotations
@@ -12,27 +15,29 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prefect import flow, task
-from prefect.context import get_run_context
+from prefect.context import FlowRunContext, get_run_context
 from prefect.futures import PrefectFuture
-from prefect.states import Completed, Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from autoflow import __version__
-from autoflow.errors import AutoFlowError, NotebookExecutionError, ReportError, RunStoreError
+from autoflow import runtime as runtimes
+from autoflow.errors import AutoFlowError, NotebookExecutionError, ReportError
+from autoflow.lease import AttemptLease, StaleAttempt
 from autoflow.notebooks import ExecutionLimits, build_parameters, execute_notebook, output_stem
 from autoflow.parameters import from_typed_json, to_json_safe
 from autoflow.reports import export_pdf
+from autoflow.runtime import RunRuntime
 from autoflow.settings import Settings
-from autoflow.spec.models import AutoFlowConfig, NotebookSpec, WorkflowSpec
-from autoflow.store import RunStore
+from autoflow.spec.models import NotebookSpec, WorkflowSpec
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +85,44 @@ class RunRequest:
         }
 
 
+# -- the seams to papermill and nbconvert ----------------------------------------------------
+
+
+class NotebookRunner(Protocol):
+    """Executes one notebook: writes the executed copy to ``output`` or raises
+    :class:`~autoflow.errors.NotebookExecutionError` (with any copy it left as ``output_path``)."""
+
+    def __call__(
+        self, notebook: Path, output: Path, parameters: Mapping[str, Any], *, timeout: float | None,
+        limits: ExecutionLimits, metadata: Mapping[str, Any],
+    ) -> object: ...  # fmt: skip
+
+
+class ReportExporter(Protocol):
+    """Turns an executed notebook into a PDF at ``pdf`` or raises :class:`~autoflow.errors.ReportError`."""
+
+    def __call__(self, executed: Path, pdf: Path, *, template: Path | None, title: str | None) -> object: ...
+
+
+@dataclass(frozen=True)
+class PapermillRunner:
+    """The default :class:`NotebookRunner`: papermill on a real kernel."""
+
+    def __call__(
+        self, notebook: Path, output: Path, parameters: Mapping[str, Any], *, timeout: float | None,
+        limits: ExecutionLimits, metadata: Mapping[str, Any],
+    ) -> object:  # fmt: skip
+        return execute_notebook(notebook, output, parameters, timeout=timeout, limits=limits, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class PdfExporter:
+    """The default :class:`ReportExporter`: nbconvert, asciidoc and asciidoctor-pdf."""
+
+    def __call__(self, executed: Path, pdf: Path, *, template: Path | None, title: str | None) -> object:
+        return export_pdf(executed, pdf, template=template, title=title)
+
+
 # -- tasks ------------------------------------------------------------------------------------
 
 
@@ -105,6 +148,7 @@ def notebook_task(
     stem_args: dict[str, Any],
     metadata: dict[str, Any],
     limits: ExecutionLimits = ExecutionLimits(),
+    runner: NotebookRunner = PapermillRunner(),
 ) -> str | State:
     """Execute one notebook, with ``notebook.retries`` extra attempts; each attempt keeps its own copy."""
     attempts = notebook.retries + 1
@@ -113,7 +157,7 @@ def notebook_task(
         output = notebooks_dir / f"{output_stem(notebook.filename, started_at=started, **stem_args)}.ipynb"
         log.info("notebook %s: running %s -> %s", label, notebook.filename, output)
         try:
-            execute_notebook(notebook.path, output, parameters, timeout=notebook.timeout, limits=limits, metadata=metadata)
+            runner(notebook.path, output, parameters, timeout=notebook.timeout, limits=limits, metadata=metadata)
         except NotebookExecutionError as exc:
             kept = str(exc.output_path) if exc.output_path else None
             if attempt < attempts:
@@ -129,12 +173,14 @@ def notebook_task(
 
 
 @task(name="report", task_run_name="report-{label}", persist_result=False)
-def report_task(label: str, executed: str, reports_dir: Path, template: Path | None, title: str | None) -> str | State:
+def report_task(
+    label: str, executed: str, reports_dir: Path, template: Path | None, title: str | None, exporter: ReportExporter = PdfExporter()
+) -> str | State:
     """Turn an executed notebook into ``reports/<same stem>.pdf`` (titled by its first heading unless ``title``)."""
     pdf = reports_dir / (Path(executed).stem + ".pdf")
     log.info("report %s: converting %s -> %s", label, Path(executed).name, pdf)
     try:
-        export_pdf(Path(executed), pdf, template=template, title=title)
+        exporter(Path(executed), pdf, template=template, title=title)
     except ReportError as exc:
         log.error("report %s: failed", label)  # the message is the run's error, logged when the run ends
         return _failed(f"report {label}: {exc}")
@@ -147,59 +193,6 @@ def report_task(label: str, executed: str, reports_dir: Path, template: Path | N
 def _flow_run_name() -> str:
     params = get_run_context().flow_run.parameters  # type: ignore[union-attr]
     return f"{params['workflow']}-{params['reference_date']}"
-
-
-_cache_lock = threading.Lock()
-#: (inputs dir, workflows.yml mtime and size) -> config; the service's own load is reused
-_configs: dict[tuple[str, int, int], AutoFlowConfig] = {}
-#: database URL -> run store; one engine (and connection pool) per process
-_stores: dict[str, RunStore] = {}
-
-
-def _config_key(inputs_dir: Path) -> tuple[str, int, int]:
-    from autoflow.spec.loader import CONFIG_FILENAME
-
-    stat = (inputs_dir / CONFIG_FILENAME).stat()
-    return (str(inputs_dir), stat.st_mtime_ns, stat.st_size)
-
-
-def remember_config(config: AutoFlowConfig) -> None:
-    """Let workflow runs in this process reuse ``config`` while workflows.yml is unchanged."""
-    with _cache_lock:
-        _configs[_config_key(config.inputs_dir)] = config
-
-
-def _config(inputs_dir: Path) -> AutoFlowConfig:
-    from autoflow.spec.loader import load_config
-
-    key = _config_key(inputs_dir)
-    with _cache_lock:
-        config = _configs.get(key)
-    if config is None:
-        config = load_config(inputs_dir)
-        with _cache_lock:
-            _configs[key] = config
-    return config
-
-
-def close_stores() -> None:
-    """Close the run stores workflow runs opened in this process (SQLite then folds its
-    write-ahead log back into the database file and removes the -wal/-shm files)."""
-    with _cache_lock:
-        stores = list(_stores.values())
-        _stores.clear()
-    for store in stores:
-        store.close()
-
-
-def _store(settings: Settings) -> RunStore:
-    with _cache_lock:
-        store = _stores.get(settings.db_url)
-        if store is None:
-            store = _stores[settings.db_url] = RunStore(
-                settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked
-            )
-        return store
 
 
 def _settings(inputs_dir: str | None, outputs_dir: str | None) -> Settings:
@@ -220,9 +213,11 @@ def workflow_run(
 ) -> dict[str, Any]:
     """Run ``workflow`` once for ``reference_date``; returns :meth:`RunOutcome.as_json`.
 
-    ``parameters`` are in typed JSON form (:func:`autoflow.parameters.to_typed_json`). The flow
-    run fails (in Prefect) when any notebook or report fails; the outcome still lists every
-    output written, and the run store (when ``attempt_id`` is given) is updated either way.
+    ``parameters`` are in typed JSON form (:func:`autoflow.parameters.to_typed_json`). With an
+    ``attempt_id`` the flow holds that attempt's lease for as long as it runs and records its
+    end in the run store; if the attempt is no longer the current one it executes nothing and
+    the flow run ends Cancelled. The flow run fails (in Prefect) when any notebook or report
+    fails; the outcome still lists every output written.
     """
     settings = _settings(inputs_dir, outputs_dir)
     request = RunRequest(
@@ -232,39 +227,76 @@ def workflow_run(
         date_ranges=tuple((dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in date_ranges),
         attempt_id=attempt_id,
     )
-    store = _store(settings) if attempt_id is not None else None
-    if store is not None and attempt_id is not None:
-        try:
-            store.set_flow_run_id(attempt_id, str(get_run_context().flow_run.id))  # type: ignore[union-attr]
-        except RunStoreError as exc:  # only a cross-reference: the run goes on, and its end is retried
-            log.warning("could not record the Prefect flow run of run attempt %d: %s", attempt_id, exc)
+    installed = runtimes.installed()
+    runtime = installed if installed is not None and installed.serves(settings) else RunRuntime(settings)
     try:
-        spec = _config(settings.inputs_dir).workflows.get(workflow)
-    except AutoFlowError as exc:
-        outcome = RunOutcome(error=f"cannot load workflows.yml: {exc}")
-    else:
-        if spec is None:
-            outcome = RunOutcome(error=f"workflow '{workflow}' is no longer defined in workflows.yml")
+        if attempt_id is None:
+            outcome = _run(runtime, request)
         else:
-            outcome = execute_workflow(spec, request, settings)
-    if store is not None and attempt_id is not None:
-        store.finish(
-            attempt_id, success=outcome.success, error=outcome.error, notebooks=outcome.notebooks, reports=outcome.reports,
-            retry_for=settings.run_lease_seconds,
-        )  # fmt: skip
+            try:
+                outcome = _run_attempt(runtime, request, attempt_id)
+            except StaleAttempt as exc:
+                log.warning("%s", exc)
+                return Cancelled(message=str(exc))  # type: ignore[return-value]
+    finally:
+        if runtime is not installed:
+            runtime.close()
     if not outcome.success:
         return Failed(message=outcome.error, data=outcome.as_json())  # type: ignore[return-value]
     return Completed(data=outcome.as_json())  # type: ignore[return-value]
 
 
-def execute_workflow(workflow: WorkflowSpec, request: RunRequest, settings: Settings) -> RunOutcome:
+def _run(runtime: RunRuntime, request: RunRequest) -> RunOutcome:
+    try:
+        spec = runtime.config().workflows.get(request.workflow)
+    except AutoFlowError as exc:
+        return RunOutcome(error=f"cannot load workflows.yml: {exc}")
+    if spec is None:
+        return RunOutcome(error=f"workflow '{request.workflow}' is no longer defined in workflows.yml")
+    return execute_workflow(spec, request, runtime.settings)
+
+
+def _run_attempt(runtime: RunRuntime, request: RunRequest, attempt_id: int) -> RunOutcome:
+    """:func:`_run` inside the attempt's lease; logs and records how it ended."""
+    context = get_run_context()
+    flow_run = getattr(context, "flow_run", None)
+    label = f"{request.workflow} for {request.reference_date.isoformat()} (attempt id {attempt_id})"
+    lease = AttemptLease(
+        runtime.store, attempt_id, lease_seconds=runtime.settings.run_lease_seconds, tracker=runtime.leases,
+        flow_run_id=str(flow_run.id) if flow_run is not None else None,
+    )  # fmt: skip
+    with lease:
+        if lease.attempt is not None:
+            label = f"{request.workflow} for {request.reference_date.isoformat()} (attempt {lease.attempt.attempt})"
+        started = time.monotonic()
+        outcome = _run(runtime, request)
+        outcome.duration = time.monotonic() - started
+        recorded = lease.finish(success=outcome.success, error=outcome.error, notebooks=outcome.notebooks, reports=outcome.reports)
+    if not recorded:
+        log.warning("run %s: ended, but its attempt was no longer running (declared abandoned meanwhile): its end is not recorded", label)
+    if outcome.success:
+        outputs = ", ".join([*outcome.notebooks, *outcome.reports])
+        log.info("run %s: succeeded in %.1f s; outputs: %s", label, outcome.duration, outputs)
+    else:
+        log.error("run %s: failed after %.1f s: %s", label, outcome.duration, outcome.error)
+    return outcome
+
+
+def execute_workflow(
+    workflow: WorkflowSpec,
+    request: RunRequest,
+    settings: Settings,
+    *,
+    runner: NotebookRunner = PapermillRunner(),
+    exporter: ReportExporter = PdfExporter(),
+) -> RunOutcome:
     """Schedule the notebook and report tasks of one run and wait for them all."""
     started = time.monotonic()
     notebooks_dir, reports_dir = settings.notebooks_dir, settings.reports_dir
     notebooks_dir.mkdir(parents=True, exist_ok=True)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    context = get_run_context()
-    flow_run_id = str(context.flow_run.id) if getattr(context, "flow_run", None) else None  # type: ignore[union-attr]
+    context = FlowRunContext.get()  # None when called outside a flow (tests)
+    flow_run_id = str(context.flow_run.id) if context is not None and context.flow_run is not None else None
     metadata = {
         "workflow": workflow.name,
         "parameters": to_json_safe(dict(request.parameters)),
@@ -283,10 +315,10 @@ def execute_workflow(workflow: WorkflowSpec, request: RunRequest, settings: Sett
     #: notebooks not run because a notebook they depend on failed or was not run
     not_run: list[str] = []
     outcome = RunOutcome()
-    finished: queue.Queue[tuple[str, str, PrefectFuture[str]]] = queue.Queue()
+    finished: queue.Queue[tuple[str, str, PrefectFuture[Any]]] = queue.Queue()
     running = 0
 
-    def submit(kind: str, label: str, future: PrefectFuture[str]) -> None:
+    def submit(kind: str, label: str, future: PrefectFuture[Any]) -> None:
         future.add_done_callback(lambda f: finished.put((kind, label, f)))
 
     while waiting or running:
@@ -308,7 +340,7 @@ def execute_workflow(workflow: WorkflowSpec, request: RunRequest, settings: Sett
                     flowapi_url=settings.flowapi_url,
                     upstream_paths={d: Path(done[d]) for d in deps},
                 )
-                task = notebook_task.submit(label, nb, params, notebooks_dir, stem_args, {**metadata, "notebook": label}, ExecutionLimits.from_settings(settings))
+                task = notebook_task.submit(label, nb, params, notebooks_dir, stem_args, {**metadata, "notebook": label}, ExecutionLimits.from_settings(settings), runner)
                 submit("notebook", label, task)
                 running += 1
         if not running:
@@ -331,7 +363,7 @@ def execute_workflow(workflow: WorkflowSpec, request: RunRequest, settings: Sett
         outcome.notebooks.append(str(value))
         output = workflow.notebooks[label].output
         if output is not None:
-            submit("report", label, report_task.submit(label, str(value), reports_dir, output.template, None))
+            submit("report", label, report_task.submit(label, str(value), reports_dir, output.template, None, exporter))
             running += 1
     if failed:
         rank = {label: i for i, label in enumerate(order)}  # notebooks in file order, then reports
@@ -356,4 +388,4 @@ def summarise_failures(failed: Mapping[tuple[str, str], str], not_run: Sequence[
 
 def workflow_run_with_runner(max_parallel_notebooks: int) -> Any:
     """:func:`workflow_run` with a thread pool sized for this machine."""
-    return workflow_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max_parallel_notebooks))
+    return workflow_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max_parallel_notebooks))  # type: ignore[arg-type]

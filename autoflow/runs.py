@@ -1,78 +1,30 @@
-"""Launching workflow runs: claim in the run store, run the flow, keep the claim alive, record the end.
+"""Launching workflow runs in this process: claim in the run store, then start the ``workflow-run`` flow.
 
 Used by the sensor tick (for every due run) and by ``autoflow trigger`` (for one run by hand).
+The flow owns the attempt from there (:mod:`autoflow.lease`): it heartbeats it and records its
+end; the launcher reads that end back from the run store.
 """
 
 from __future__ import annotations
 
 import contextvars
-import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from autoflow import runtime as runtimes
 from autoflow.flows import RunOutcome, RunRequest, workflow_run_with_runner
+from autoflow.lease import LeaseTracker
 from autoflow.planning import DueRun
+from autoflow.runtime import RunRuntime
 from autoflow.settings import Settings
 from autoflow.store import Attempt, RunStore, owner_id
 from autoflow.testhooks import fault_point
 
 log = logging.getLogger(__name__)
-
-
-class Heartbeat:
-    """One thread per process that keeps every claimed attempt's heartbeat fresh.
-
-    It beats at a third of the lease, so a live run is never mistaken for an abandoned one
-    even if one beat is lost.
-    """
-
-    def __init__(self, store: RunStore, lease_seconds: float) -> None:
-        self.store = store
-        self.interval = max(lease_seconds / 3.0, 0.05)
-        #: attempt id -> when this process started it
-        self._started: dict[int, dt.datetime] = {}
-        self._last_ended: dt.datetime | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="autoflow-heartbeat", daemon=True)
-        self._thread.start()
-
-    def add(self, attempt_id: int) -> None:
-        with self._lock:
-            self._started.setdefault(attempt_id, dt.datetime.now(dt.timezone.utc))
-
-    def discard(self, attempt_id: int) -> None:
-        with self._lock:
-            if self._started.pop(attempt_id, None) is not None:
-                self._last_ended = dt.datetime.now(dt.timezone.utc)
-
-    @property
-    def active(self) -> set[int]:
-        with self._lock:
-            return set(self._started)
-
-    def busy_since(self) -> dt.datetime | None:
-        """When the oldest running attempt started; with none running, when the last one ended."""
-        with self._lock:
-            return min(self._started.values()) if self._started else self._last_ended
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            ids = self.active
-            if not ids:
-                continue
-            try:
-                self.store.heartbeat(ids)
-            except Exception as exc:  # the next beat may get through; the lease allows for it
-                log.warning("could not record a heartbeat for %d running run(s): %s", len(ids), exc)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 @dataclass(frozen=True)
@@ -89,21 +41,33 @@ class LaunchResult:
 
 
 class Launcher:
-    """Claims and runs workflow runs for one AutoFlow process."""
+    """Claims workflow runs for one AutoFlow process and runs their flows here.
 
-    def __init__(self, store: RunStore, settings: Settings, *, trigger: str = "sensor") -> None:
+    ``runtime``: what the flows share (default: one over ``store`` and ``settings``); the
+    launcher installs it for this process until :meth:`close`.
+    """
+
+    def __init__(self, store: RunStore, settings: Settings, *, trigger: str = "sensor", runtime: RunRuntime | None = None) -> None:
         self.store = store
         self.settings = settings
         self.trigger = trigger
         self.owner = owner_id()
-        self.heartbeat = Heartbeat(store, settings.run_lease_seconds)
+        self.runtime = runtime or RunRuntime(settings, store=store)
+        self._previous = runtimes.install(self.runtime)
         self._flow = workflow_run_with_runner(settings.max_parallel_notebooks)
 
+    @property
+    def leases(self) -> LeaseTracker:
+        """The attempts whose flows hold their leases in this process."""
+        return self.runtime.leases
+
     def close(self) -> None:
-        self.heartbeat.stop()
+        if runtimes.installed() is self.runtime:
+            runtimes.install(self._previous)
+        self.runtime.close()
 
     def launch(self, run: DueRun, *, should_start: Callable[[], bool] = lambda: True) -> LaunchResult:
-        """Claim ``run`` and, if this process got it, execute it and record how it ended."""
+        """Claim ``run`` and, if this process got it, run its flow and return how it ended."""
         if not should_start():
             return LaunchResult(run, None, None)
         attempt = self.store.claim(
@@ -118,46 +82,42 @@ class Launcher:
         if attempt is None:
             return LaunchResult(run, None, None)
         fault_point("claimed")
-        self.heartbeat.add(attempt.id)
-        try:
-            outcome = self._execute(run, attempt)
-        finally:
-            self.heartbeat.discard(attempt.id)
-        return LaunchResult(run, attempt, outcome)
-
-    def _execute(self, run: DueRun, attempt: Attempt) -> RunOutcome:
         label = f"{run.workflow} for {run.reference_date.isoformat()} (attempt {attempt.attempt})"
         log.info("run %s: started (%s)", label, run.reason)
         started = time.monotonic()
         request = RunRequest(run.workflow, run.parameters, run.reference_date, run.date_ranges, attempt.id)
-        recorded = False  # the flow records its own end when it gets that far
+        problem: str | None
         try:
-            state = self._flow(
+            state: Any = self._flow(
                 **request.flow_parameters(),
                 inputs_dir=str(self.settings.inputs_dir),
                 outputs_dir=str(self.settings.outputs_dir),
                 return_state=True,
             )
-            data = state.result(raise_on_failure=False)
-            if isinstance(data, dict) and "notebooks" in data:
-                outcome = RunOutcome(data["notebooks"], data["reports"], data["error"], data["duration"])
-                recorded = True
-            else:
-                outcome = RunOutcome(error=f"the workflow run crashed: {state.message or data}")
-        except Exception as exc:  # the flow machinery itself failed: record it, never leave 'running'
-            outcome = RunOutcome(error=f"the workflow run crashed: {type(exc).__name__}: {exc}")
-        outcome.duration = time.monotonic() - started
-        if not recorded:
-            self.store.finish(
-                attempt.id, success=outcome.success, error=outcome.error, notebooks=outcome.notebooks, reports=outcome.reports,
-                retry_for=self.settings.run_lease_seconds,
-            )  # fmt: skip
-        if outcome.success:
-            outputs = ", ".join([*outcome.notebooks, *outcome.reports])
-            log.info("run %s: succeeded in %.1f s; outputs: %s", label, outcome.duration, outputs)
-        else:
-            log.error("run %s: failed after %.1f s: %s", label, outcome.duration, outcome.error)
-        return outcome
+            problem = state.message
+        except Exception as exc:  # the flow machinery itself failed
+            problem = f"{type(exc).__name__}: {exc}"
+        return LaunchResult(run, attempt, self._outcome(attempt, label, problem, time.monotonic() - started))
+
+    def _outcome(self, attempt: Attempt, label: str, problem: str | None, duration: float) -> RunOutcome:
+        """How the run ended, as its flow recorded it in the run store.
+
+        A flow that never took the attempt's lease (Prefect failed before the flow's body ran)
+        recorded nothing: the claim is handed back as failed, so it is not left ``running``
+        (the flow has returned, so no lease of this process holds the attempt any more).
+        """
+        record = self.store.attempt(attempt.id)
+        if record is not None and record.state == "running":
+            crash = f"the workflow run crashed before it started: {problem or 'no reason given'}"
+            log.error("run %s: failed after %.1f s: %s", label, duration, crash)
+            self.store.finish(attempt.id, success=False, error=crash, retry_for=self.settings.run_lease_seconds)
+            record = self.store.attempt(attempt.id)
+        if record is None:
+            return RunOutcome(error=f"run attempt {attempt.id} is missing from the run history", duration=duration)
+        error = record.error if record.state != "success" else None
+        if record.state != "success" and not error:
+            error = f"the run ended {record.state}"
+        return RunOutcome(list(record.notebooks), list(record.reports), error, duration)
 
 
 T = TypeVar("T")
@@ -200,8 +160,8 @@ def detached_from_flow_run(function: Callable[..., LaunchResult]) -> Callable[..
     from prefect.context import FlowRunContext, TaskRunContext
 
     context = contextvars.copy_context()
-    context.run(FlowRunContext.__var__.set, None)
-    context.run(TaskRunContext.__var__.set, None)
+    context.run(FlowRunContext.__var__.set, None)  # type: ignore[arg-type]
+    context.run(TaskRunContext.__var__.set, None)  # type: ignore[arg-type]
 
     def wrapper(*args: object, **kwargs: object) -> LaunchResult:
         return context.copy().run(function, *args, **kwargs)

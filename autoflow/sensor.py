@@ -18,6 +18,7 @@ from autoflow.errors import AutoFlowError
 from autoflow.planning import Plan
 from autoflow.scan import current_plan
 from autoflow.runs import Launcher, LaunchResult, detached_from_flow_run, run_in_worker_thread
+from autoflow.runtime import RunRuntime
 from autoflow.settings import Settings
 from autoflow.sources import DateSource, make_source
 from autoflow.spec.models import AutoFlowConfig
@@ -53,7 +54,7 @@ class Sensor:
         self.source = source or make_source(
             config.sensor.source, settings=settings, inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types
         )
-        self.launcher = Launcher(store, settings)
+        self.launcher = Launcher(store, settings, runtime=RunRuntime(settings, config=config, store=store))
         #: set to stop claiming new runs (SIGTERM); runs already started go on
         self.stopping = threading.Event()
 

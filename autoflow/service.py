@@ -12,7 +12,6 @@ import signal
 import threading
 from types import FrameType
 
-from autoflow.flows import close_stores, remember_config
 from autoflow.heartbeat import HeartbeatWriter
 from autoflow.native_memory import release_free_memory
 from autoflow.prefect_env import prefect_api
@@ -61,20 +60,18 @@ class Service:
             log.info("run history: %s", settings.db_url_masked)
             with prefect_api(settings.outputs_dir / "logs", settings.log_level) as api_url:
                 log.info("Prefect API: %s", api_url)
-                remember_config(self.config)
                 self.sensor = Sensor(self.config, settings, store)
                 self._install_signal_handlers()
                 self.heartbeat = HeartbeatWriter(
                     settings.outputs_dir,
                     longest_run=longest_allowed_run(self.config, settings),
-                    runs_busy_since=self.sensor.launcher.heartbeat.busy_since,
+                    runs_busy_since=self.sensor.launcher.leases.busy_since,
                 ).start()
                 try:
                     return self._loop(self.sensor)
                 finally:
                     self.heartbeat.stop()
                     self.sensor.close()
-                    close_stores()
 
     def _loop(self, sensor: Sensor) -> int:
         schedule = self.config.sensor.schedule
@@ -138,7 +135,7 @@ class Service:
 
     def _interrupt_and_exit(self, name: str) -> None:
         sensor = self.sensor
-        active = sensor.launcher.heartbeat.active if sensor is not None else set()
+        active = sensor.launcher.leases.active if sensor is not None else set()
         if active and sensor is not None:
             try:
                 sensor.store.interrupt(active, f"interrupted: AutoFlow was stopped ({name}) before the run finished")

@@ -306,24 +306,19 @@ def test_writer_records_the_tick_and_its_oldest_run(outputs: Path) -> None:
         writer.stop()
 
 
-def test_the_run_heartbeat_knows_since_when_its_runs_are_busy(tmp_path: Path) -> None:
-    from autoflow.runs import Heartbeat
-    from autoflow.store import RunStore
+def test_the_lease_tracker_knows_since_when_its_runs_are_busy() -> None:
+    from autoflow.lease import LeaseTracker
 
-    with RunStore(f"sqlite:///{tmp_path / 'autoflow.db'}") as store:
-        beats = Heartbeat(store, lease_seconds=300)
-        try:
-            assert beats.busy_since() is None
-            beats.add(1)
-            first = beats.busy_since()
-            assert first is not None
-            beats.add(2)
-            assert beats.busy_since() == first  # the oldest running run
-            beats.discard(1)
-            second = beats.busy_since()
-            assert second is not None and second >= first
-            beats.discard(2)
-            ended = beats.busy_since()
-            assert ended is not None and ended >= second  # none running: when the last one ended
-        finally:
-            beats.stop()
+    beats = LeaseTracker()
+    assert beats.busy_since() is None
+    beats.add(1)
+    first = beats.busy_since()
+    assert first is not None
+    beats.add(2)
+    assert beats.busy_since() == first  # the oldest running run
+    beats.discard(1)
+    second = beats.busy_since()
+    assert second is not None and second >= first
+    beats.discard(2)
+    ended = beats.busy_since()
+    assert ended is not None and ended >= second  # none running: when the last one ended

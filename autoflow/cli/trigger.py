@@ -86,7 +86,7 @@ def _trigger(app: Application, wanted: ManualRun) -> int:
             try:
                 result = run_in_worker_thread(lambda: launcher.launch(run), "autoflow-trigger")
             except KeyboardInterrupt:
-                store.interrupt(launcher.heartbeat.active, "interrupted: autoflow trigger was stopped before the run finished")
+                store.interrupt(launcher.leases.active, "interrupted: autoflow trigger was stopped before the run finished")
                 raise
             finally:
                 signal.signal(signal.SIGTERM, previous)

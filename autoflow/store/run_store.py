@@ -265,6 +265,19 @@ class RunStore:
         with self._transaction("record a heartbeat", write=True) as connection:
             connection.execute(statement)
 
+    def renew(self, attempt_id: int) -> bool:
+        """Refresh a running attempt's heartbeat if its lease has not run out; False (changing
+        nothing) when it is no longer running or its last heartbeat is older than the lease,
+        i.e. it is abandoned, cancelled or superseded and must not be executed."""
+        now = _now()
+        statement = (
+            run_attempts.update()
+            .where(_runs.id == attempt_id, _runs.state == "running", _runs.heartbeat_at >= now - self.lease)
+            .values(heartbeat_at=now)
+        )
+        with self._transaction(f"renew the lease of run attempt {attempt_id}", write=True) as connection:
+            return bool(connection.execute(statement).rowcount)
+
     def set_flow_run_id(self, attempt_id: int, flow_run_id: str) -> None:
         """Record the Prefect flow run executing an attempt."""
         statement = run_attempts.update().where(_runs.id == attempt_id).values(flow_run_id=flow_run_id)

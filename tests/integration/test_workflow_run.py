@@ -129,7 +129,6 @@ def service_console() -> Iterator[None]:
 
 @pytest.mark.slow
 def test_failure_stops_only_dependents_and_keeps_the_failed_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from autoflow.flows import close_stores
     from autoflow.parameters import params_hash
     from autoflow.planning import DueRun
     from autoflow.runs import Launcher
@@ -165,7 +164,6 @@ def test_failure_stops_only_dependents_and_keeps_the_failed_notebook(tmp_path: P
             launched = launcher.launch(DueRun("w", {}, params_hash({}), day, ((day, day),), 0, "test"))
         finally:
             launcher.close()
-            close_stores()
         [attempt] = store.history()
     outcome = launched.outcome
     assert outcome is not None and not outcome.success

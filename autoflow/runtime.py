@@ -1,0 +1,100 @@
+"""What the workflow runs of one process share: settings, the parsed config, one run store, the leases held.
+
+The service (or ``autoflow trigger``) builds one :class:`RunRuntime` and installs it, so its
+workflow runs reuse its config and database connections; a flow run started elsewhere (a
+Prefect worker) finds none installed and builds its own for its run only.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from autoflow.lease import LeaseTracker
+from autoflow.settings import Settings
+from autoflow.spec.models import AutoFlowConfig
+from autoflow.store import RunStore
+
+
+def _config_key(inputs_dir: Path) -> tuple[int, int]:
+    from autoflow.spec.loader import CONFIG_FILENAME
+
+    stat = (inputs_dir / CONFIG_FILENAME).stat()
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+class RunRuntime:
+    """Settings, config and run store for workflow runs; :meth:`close` closes the store it opened.
+
+    ``config`` is reused while workflows.yml is unchanged (else reloaded); ``store``, when given,
+    stays the caller's to close.
+    """
+
+    def __init__(self, settings: Settings, *, config: AutoFlowConfig | None = None, store: RunStore | None = None) -> None:
+        self.settings = settings
+        self.leases = LeaseTracker()
+        self._lock = threading.Lock()
+        self._config = config
+        self._config_key = _config_key(settings.inputs_dir) if config is not None else None
+        self._store = store
+        self._owns_store = store is None
+
+    def config(self) -> AutoFlowConfig:
+        """The parsed workflows.yml (raises :class:`autoflow.errors.ConfigError` if it no longer loads)."""
+        from autoflow.spec.loader import load_config
+
+        key = _config_key(self.settings.inputs_dir)
+        with self._lock:
+            if self._config is not None and key == self._config_key:
+                return self._config
+        config = load_config(self.settings.inputs_dir)
+        with self._lock:
+            self._config, self._config_key = config, key
+        return config
+
+    @property
+    def store(self) -> RunStore:
+        """The run store (opened on first use)."""
+        with self._lock:
+            if self._store is None:
+                settings = self.settings
+                self._store = RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked)
+            return self._store
+
+    def serves(self, settings: Settings) -> bool:
+        """Whether runs with ``settings`` can use this runtime (same inputs, outputs and database)."""
+        mine = self.settings
+        return (mine.inputs_dir, mine.outputs_dir, mine.db_url) == (settings.inputs_dir, settings.outputs_dir, settings.db_url)
+
+    def close(self) -> None:
+        """Close the run store if this runtime opened it (SQLite then folds its write-ahead log
+        back into the database file and removes the -wal/-shm files)."""
+        with self._lock:
+            store, self._store = self._store, (None if self._owns_store else self._store)
+        if store is not None and self._owns_store:
+            store.close()
+
+    def __enter__(self) -> RunRuntime:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+_installed: RunRuntime | None = None
+_installed_lock = threading.Lock()
+
+
+def install(runtime: RunRuntime | None) -> RunRuntime | None:
+    """Make ``runtime`` the one this process's workflow runs use (None: none); returns the previous one."""
+    global _installed
+    with _installed_lock:
+        previous, _installed = _installed, runtime
+    return previous
+
+
+def installed() -> RunRuntime | None:
+    """The runtime installed in this process, if any."""
+    with _installed_lock:
+        return _installed
