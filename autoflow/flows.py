@@ -160,7 +160,7 @@ def notebook_task(
             runner(notebook.path, output, parameters, timeout=notebook.timeout, limits=limits, metadata=metadata)
         except NotebookExecutionError as exc:
             kept = str(exc.output_path) if exc.output_path else None
-            if attempt < attempts:
+            if attempt < attempts and exc.retryable:  # a notebook without a parameters cell stays so
                 log.warning("notebook %s: attempt %d of %d failed, retrying in %.0f s: %s", label, attempt, attempts, RETRY_DELAY_SECONDS, exc)
                 time.sleep(RETRY_DELAY_SECONDS)
                 continue

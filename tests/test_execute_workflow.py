@@ -31,8 +31,9 @@ DAY = dt.date(2016, 1, 7)
 class FakeRunner:
     """Writes a stand-in executed copy, or fails for the notebooks named in ``failing``."""
 
-    def __init__(self, failing: Mapping[str, str] = {}) -> None:
+    def __init__(self, failing: Mapping[str, str] = {}, *, retryable: bool = True) -> None:
         self.failing = failing
+        self.retryable = retryable
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
 
@@ -45,7 +46,9 @@ class FakeRunner:
             self.calls.append((label, dict(parameters)))
         if label in self.failing:
             output.write_text("partial")
-            raise NotebookExecutionError(f"{notebook.name} failed: {self.failing[label]}", notebook=notebook.name, output_path=output)
+            raise NotebookExecutionError(
+                f"{notebook.name} failed: {self.failing[label]}", notebook=notebook.name, output_path=output, retryable=self.retryable
+            )
         output.write_text("executed")
         return output
 
@@ -131,3 +134,15 @@ def test_a_failed_report_fails_the_run_but_keeps_its_notebook(tmp_path: Path) ->
     outcome = run(spec, settings, FakeRunner(), FakeExporter(failing=True))
     assert not outcome.success and outcome.error == "report r: asciidoctor-pdf is missing"
     assert len(outcome.notebooks) == 1 and outcome.reports == []
+
+
+@pytest.mark.parametrize(("retryable", "tries"), [(True, 3), (False, 1)])
+def test_retries_only_what_running_again_can_mend(tmp_path: Path, retryable: bool, tries: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook without a parameters cell fails the same way every time: it is not retried."""
+    monkeypatch.setattr("autoflow.flows.RETRY_DELAY_SECONDS", 0.0)
+    spec, settings = workflow(tmp_path, """
+        nb: {filename: nb.ipynb, retries: 2}
+    """)  # fmt: skip
+    runner = FakeRunner({"nb": "no cell tagged 'parameters'"}, retryable=retryable)
+    outcome = run(spec, settings, runner, FakeExporter())
+    assert not outcome.success and runner.order == ["nb"] * tries
