@@ -7,7 +7,7 @@ database password, a password written straight into AUTOFLOW_DB_URI. Afterwards 
 may appear in any file under the outputs directory, any line AutoFlow printed, `status --json`,
 a pg_dump of the run history, the Prefect server's database or log, or the command line of any
 process AutoFlow started (sampled from /proc while each command ran). The database password may
-not be in the environment of those processes either; the token may, for kernels only, by design
+not be in the environment of those processes either; the token may, for kernels and what they start, by design
 (notebooks need it to query FlowAPI).
 """
 
@@ -120,7 +120,7 @@ def test_secrets_never_leak(tmp_path: Path, running_own_postgres: OwnPostgres, f
                 fake._refusal = behaviour  # type: ignore[method-assign]
             service = app.start(*command, env=extra)
             sampler = CommandLines(service.pid, interval=0.02)
-            environments: dict[int, tuple[str, bytes]] = {}
+            environments: dict[int, tuple[str, bytes, bool]] = {}
             own = " ".join(psutil.Process(service.pid).cmdline())
             while service.alive():
                 for child in service.descendants():
@@ -128,7 +128,9 @@ def test_secrets_never_leak(tmp_path: Path, running_own_postgres: OwnPostgres, f
                         if " ".join(child.cmdline()) == own:  # forked, not yet exec'd: still AutoFlow itself
                             continue
                         environ = b"\0".join(f"{k}={v}".encode() for k, v in child.environ().items())
-                        environments.setdefault(child.pid, (" ".join(child.cmdline()), environ))
+                        # what a notebook starts (e.g. `uname -p` run by a library) inherits its kernel's environment
+                        of_kernel = any("ipykernel" in " ".join(parent.cmdline()) for parent in child.parents())
+                        environments.setdefault(child.pid, (" ".join(child.cmdline()), environ, of_kernel))
                     except psutil.Error:
                         pass
                 time.sleep(0.05)
@@ -142,8 +144,8 @@ def test_secrets_never_leak(tmp_path: Path, running_own_postgres: OwnPostgres, f
             for pid, cmdline in seen.items():
                 if _found(cmdline.encode(), needles):
                     leaks.append(f"command line of {pid} during {label}: {cmdline[:200]}")
-            for pid, (cmdline, environ) in environments.items():
-                forbidden = db_needles if "ipykernel" in cmdline else needles  # kernels get the token, by design
+            for pid, (cmdline, environ, of_kernel) in environments.items():
+                forbidden = db_needles if "ipykernel" in cmdline or of_kernel else needles  # kernels get the token, by design
                 if _found(environ, forbidden):
                     leaks.append(f"a secret is in the environment of {pid} ({cmdline[:80]}) during {label}")
             if _found((service.stdout + service.stderr).encode(), needles):
