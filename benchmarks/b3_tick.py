@@ -61,7 +61,7 @@ def _regions(entries: int) -> list[str]:
 
 
 def write_inputs(directory: Path, entries: int, earliest: dt.date) -> Path:
-    workload.write_inputs(directory)
+    workload.write_inputs(directory, extra_compute_parameters=("region",))
     text = HEADER.format(entries=entries) + "".join(ENTRY.format(index=i, earliest=earliest.isoformat()) for i in range(entries))
     (directory / "workflows.yml").write_text(text)
     return directory

@@ -139,10 +139,15 @@ def _notebook(parameters: str, cells: list[str]) -> nbformat.NotebookNode:
     return nb
 
 
-def write_inputs(directory: Path) -> Path:
-    """Write compute.ipynb, render.ipynb and workflows.yml into ``directory``; returns it."""
+def write_inputs(directory: Path, *, extra_compute_parameters: tuple[str, ...] = ()) -> Path:
+    """Write compute.ipynb, render.ipynb and workflows.yml into ``directory``; returns it.
+
+    ``extra_compute_parameters`` are more names compute.ipynb's parameters cell defines (as
+    ``None``), for a workflows.yml that passes them.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    nbformat.write(_notebook(COMPUTE_PARAMETERS, [COMPUTE]), directory / "compute.ipynb")
+    parameters = "\n".join([COMPUTE_PARAMETERS, *(f"{name} = None" for name in extra_compute_parameters)])
+    nbformat.write(_notebook(parameters, [COMPUTE]), directory / "compute.ipynb")
     nbformat.write(_notebook(RENDER_PARAMETERS, RENDER), directory / "render.ipynb")
     (directory / "workflows.yml").write_text(WORKFLOWS_YML)
     return directory
