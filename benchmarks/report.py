@@ -252,7 +252,7 @@ def _b5(b5: dict[str, Any] | None) -> list[str]:
          spread_text(r["latency"]["claim to first cell"], digits=2)]
         for r in b5["settings"]
     ])  # fmt: skip
-    out += ["Where the time from claim to first cell goes (runs that did not wait for a slot, all settings):", ""]
+    out += ["Where the time from claim to first cell goes (the first run per slot, which met an idle worker; all settings):", ""]
     names = ["submission", "waiting for a worker", "process start and imports", "flow start to first cell"]
     rows = []
     for name in names:
