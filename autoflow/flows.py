@@ -33,6 +33,7 @@ from autoflow import runtime as runtimes
 from autoflow.errors import AutoFlowError, NotebookExecutionError, ReportError
 from autoflow.lease import AttemptLease, StaleAttempt
 from autoflow.notebooks import ExecutionLimits, build_parameters, execute_notebook, output_stem
+from autoflow.notebooks.watchdog import stop_all_notebooks
 from autoflow.parameters import from_typed_json, to_json_safe
 from autoflow.reports import export_pdf
 from autoflow.runtime import RunRuntime
@@ -269,7 +270,14 @@ def _run_attempt(runtime: RunRuntime, request: RunRequest, attempt_id: int) -> R
         if lease.attempt is not None:
             label = f"{request.workflow} for {request.reference_date.isoformat()} (attempt {lease.attempt.attempt})"
         started = time.monotonic()
-        outcome = _run(runtime, request)
+        try:
+            outcome = _run(runtime, request)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # SIGTERM (Prefect's TerminationSignal), Ctrl-C, SystemExit
+                lease.__exit__(type(exc), exc, exc.__traceback__)  # recorded first: a kill may follow soon
+                stopped = stop_all_notebooks()
+                log.warning("run %s: interrupted (%s); stopped %d running notebook(s)", label, type(exc).__name__, stopped)
+            raise
         outcome.duration = time.monotonic() - started
         recorded = lease.finish(success=outcome.success, error=outcome.error, notebooks=outcome.notebooks, reports=outcome.reports)
     if not recorded:

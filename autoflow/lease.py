@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import threading
 from collections.abc import Sequence
 from types import TracebackType
 
 from autoflow.errors import AutoFlowError, RunStoreError
-from autoflow.store import Attempt, RunStore
+from autoflow.store import Attempt, RunStore, owner_id
 
 log = logging.getLogger(__name__)
+
+
+def executor_name() -> str:
+    """Where this process executes runs: ``worker NAME on HOST, pid N`` in a flow run a Prefect
+    worker started (it sets ``PREFECT__WORKER_NAME``), else ``HOST, pid N``."""
+    where = f"{socket.gethostname()}, pid {os.getpid()}"
+    worker = os.environ.get("PREFECT__WORKER_NAME")
+    return f"worker {worker} on {where}" if worker else where
 
 
 class StaleAttempt(AutoFlowError):
@@ -93,7 +103,7 @@ class AttemptLease:
             why = "there is no such attempt in the run history"
         elif attempt.state != "running":
             why = f"it is {attempt.state}" + (f" ({attempt.error})" if attempt.error else "")
-        elif not self.store.renew(self.attempt_id):
+        elif not self.store.take(self.attempt_id, owner=owner_id(), executor=executor_name(), flow_run_id=self.flow_run_id):
             why = f"its lease ran out (no heartbeat since {attempt.heartbeat_at.isoformat(timespec='seconds')}) or it ended meanwhile"
         else:
             why = ""
@@ -102,11 +112,6 @@ class AttemptLease:
         if self.tracker is not None:
             self.tracker.add(self.attempt_id)
         try:
-            if self.flow_run_id is not None:
-                try:
-                    self.store.set_flow_run_id(self.attempt_id, self.flow_run_id)
-                except RunStoreError as exc:  # only a cross-reference: the run goes on
-                    log.warning("could not record the Prefect flow run of run attempt %d: %s", self.attempt_id, exc)
             self._thread = threading.Thread(target=self._beat, name=f"autoflow-lease-{self.attempt_id}", daemon=True)
             self._thread.start()
         except BaseException as exc:

@@ -1,4 +1,5 @@
-"""Launching workflow runs in this process: claim in the run store, then start the ``workflow-run`` flow.
+"""Launching workflow runs: claim in the run store, then start the ``workflow-run`` flow here, or
+submit it to a Prefect work pool (:mod:`autoflow.pool`) when ``AUTOFLOW_WORK_POOL`` is set.
 
 Used by the sensor tick (for every due run) and by ``autoflow trigger`` (for one run by hand).
 The flow owns the attempt from there (:mod:`autoflow.lease`): it heartbeats it and records its
@@ -16,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from autoflow import runtime as runtimes
+from autoflow.errors import AutoFlowError
 from autoflow.flows import RunOutcome, RunRequest, workflow_run_with_runner
 from autoflow.lease import LeaseTracker
 from autoflow.planning import DueRun
+from autoflow.pool import WorkPool
 from autoflow.runtime import RunRuntime
 from autoflow.settings import Settings
 from autoflow.store import Attempt, RunStore, owner_id
@@ -34,6 +37,8 @@ class LaunchResult:
     run: DueRun
     attempt: Attempt | None
     outcome: RunOutcome | None
+    #: the Prefect flow run it was submitted as, when a work pool executes it (no outcome yet)
+    submitted: str | None = None
 
     @property
     def claimed(self) -> bool:
@@ -47,12 +52,17 @@ class Launcher:
     launcher installs it for this process until :meth:`close`.
     """
 
-    def __init__(self, store: RunStore, settings: Settings, *, trigger: str = "sensor", runtime: RunRuntime | None = None) -> None:
+    def __init__(
+        self, store: RunStore, settings: Settings, *, trigger: str = "sensor", runtime: RunRuntime | None = None,
+        pool: WorkPool | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
         self.settings = settings
         self.trigger = trigger
         self.owner = owner_id()
         self.runtime = runtime or RunRuntime(settings, store=store)
+        #: where runs execute: a Prefect work pool, or (None) this process
+        self.pool = pool
         self._previous = runtimes.install(self.runtime)
         self._flow = workflow_run_with_runner(settings.max_parallel_notebooks)
 
@@ -86,6 +96,8 @@ class Launcher:
         log.info("run %s: started (%s)", label, run.reason)
         started = time.monotonic()
         request = RunRequest(run.workflow, run.parameters, run.reference_date, run.date_ranges, attempt.id)
+        if self.pool is not None:
+            return self._submit(run, attempt, request, label)
         problem: str | None
         try:
             state: Any = self._flow(
@@ -98,6 +110,19 @@ class Launcher:
         except Exception as exc:  # the flow machinery itself failed
             problem = f"{type(exc).__name__}: {exc}"
         return LaunchResult(run, attempt, self._outcome(attempt, label, problem, time.monotonic() - started))
+
+    def _submit(self, run: DueRun, attempt: Attempt, request: RunRequest, label: str) -> LaunchResult:
+        """Hand the claimed attempt to the work pool; if that fails, the attempt fails with the reason."""
+        assert self.pool is not None
+        parameters = {**request.flow_parameters(), "inputs_dir": str(self.settings.inputs_dir), "outputs_dir": str(self.settings.outputs_dir)}
+        try:
+            flow_run_id = self.pool.submit(attempt, parameters, f"{run.workflow}-{run.reference_date.isoformat()}")
+        except AutoFlowError as exc:
+            log.error("run %s: failed: %s", label, exc)
+            self.store.finish(attempt.id, success=False, error=str(exc), retry_for=self.settings.run_lease_seconds)
+            return LaunchResult(run, attempt, RunOutcome(error=str(exc)))
+        log.info("run %s: submitted to the work pool '%s' (Prefect flow run %s)", label, self.pool.name, flow_run_id)
+        return LaunchResult(run, attempt, None, submitted=flow_run_id)
 
     def _outcome(self, attempt: Attempt, label: str, problem: str | None, duration: float) -> RunOutcome:
         """How the run ended, as its flow recorded it in the run store.

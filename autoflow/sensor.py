@@ -16,6 +16,7 @@ from prefect import flow
 
 from autoflow.errors import AutoFlowError
 from autoflow.planning import Plan
+from autoflow.pool import WorkPool
 from autoflow.scan import current_plan
 from autoflow.runs import Launcher, LaunchResult, detached_from_flow_run, run_in_worker_thread
 from autoflow.runtime import RunRuntime
@@ -36,6 +37,8 @@ class TickResult:
     failed: int = 0
     not_claimed: int = 0
     not_started: int = 0
+    #: handed to the Prefect work pool (their outcome comes later, through the run history)
+    submitted: int = 0
     error: str | None = None
     results: list[LaunchResult] = field(default_factory=list)
 
@@ -54,7 +57,9 @@ class Sensor:
         self.source = source or make_source(
             config.sensor.source, settings=settings, inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types
         )
-        self.launcher = Launcher(store, settings, runtime=RunRuntime(settings, config=config, store=store))
+        #: the Prefect work pool runs are submitted to (AUTOFLOW_WORK_POOL), else None: they run here
+        self.pool = WorkPool(settings, store) if settings.work_pool else None
+        self.launcher = Launcher(store, settings, runtime=RunRuntime(settings, config=config, store=store), pool=self.pool)
         #: set to stop claiming new runs (SIGTERM); runs already started go on
         self.stopping = threading.Event()
 
@@ -70,7 +75,9 @@ class Sensor:
         result = TickResult()
         log.info("tick: asking %s for available dates", self.source.describe())
         try:
-            self.store.expire_abandoned()
+            expired = self.store.expire_abandoned()
+            if self.pool is not None:
+                self.pool.cancel_orphans(expired)
             current = self.plan()
         except AutoFlowError as exc:
             result.error = str(exc)
@@ -81,7 +88,8 @@ class Sensor:
         if not current.due:
             return result
         launch = detached_from_flow_run(self.launcher.launch)
-        with ThreadPoolExecutor(max_workers=self.settings.max_parallel_runs, thread_name_prefix="autoflow-run") as pool:
+        threads = self.settings.max_parallel_runs if self.pool is None else 4  # submitting only: quick
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="autoflow-run") as pool:
             futures = [pool.submit(launch, run, should_start=lambda: not self.stopping.is_set()) for run in current.due]
             for future in futures:
                 try:
@@ -91,7 +99,9 @@ class Sensor:
                     result.error = result.error or str(exc)
                     continue
                 result.results.append(launched)
-                if launched.outcome is None:
+                if launched.submitted is not None:
+                    result.submitted += 1
+                elif launched.outcome is None:
                     if self.stopping.is_set():
                         result.not_started += 1
                     else:
@@ -100,6 +110,13 @@ class Sensor:
                     result.succeeded += 1
                 else:
                     result.failed += 1
+        if self.pool is not None:
+            log.info(
+                "tick done: %d due, %d submitted to the work pool '%s', %d failed to submit, %d taken by another AutoFlow process%s",
+                result.due, result.submitted, self.pool.name, result.failed, result.not_claimed,
+                f", {result.not_started} not started (stopping)" if result.not_started else "",
+            )  # fmt: skip
+            return result
         log.info(
             "tick done: %d due, %d succeeded, %d failed, %d taken by another AutoFlow process%s",
             result.due, result.succeeded, result.failed, result.not_claimed,

@@ -14,6 +14,7 @@ from types import FrameType
 
 from autoflow.heartbeat import HeartbeatWriter
 from autoflow.native_memory import release_free_memory
+from autoflow.pool import Tender
 from autoflow.prefect_env import prefect_api
 from autoflow.run_bounds import longest_allowed_run
 from autoflow.sensor import Sensor, TickResult, run_tick
@@ -61,6 +62,10 @@ class Service:
             with prefect_api(settings.outputs_dir / "logs", settings.log_level) as api_url:
                 log.info("Prefect API: %s", api_url)
                 self.sensor = Sensor(self.config, settings, store)
+                tender: Tender | None = None
+                if self.sensor.pool is not None:
+                    self.sensor.pool.deploy()
+                    tender = Tender(self.sensor.pool, interval=max(settings.run_lease_seconds / 3.0, 0.5)).start()
                 self._install_signal_handlers()
                 self.heartbeat = HeartbeatWriter(
                     settings.outputs_dir,
@@ -70,6 +75,8 @@ class Service:
                 try:
                     return self._loop(self.sensor)
                 finally:
+                    if tender is not None:
+                        tender.stop()
                     self.heartbeat.stop()
                     self.sensor.close()
 
@@ -78,6 +85,8 @@ class Service:
         if schedule is None:
             self._beat("ticking")
             result = run_tick(sensor)
+            if result.submitted and not result.error:
+                result = self._await_submitted(sensor, result)
             return self._exit_status(result)
         every = tick_seconds()
         log.info("schedule: %s", describe(schedule) if every is None else f"every {every:g} s ({TICK_VARIABLE}, for tests)")
@@ -93,6 +102,26 @@ class Service:
             release_free_memory()  # else an idle service's RSS creeps up (heap fragmentation)
         log.info("stopped")
         return 0
+
+    def _await_submitted(self, sensor: Sensor, result: TickResult) -> TickResult:
+        """One tick and out with a work pool: wait (tending them) until the runs it submitted
+        have ended, so the exit status says how they went."""
+        pending = {launched.attempt.id for launched in result.results if launched.submitted and launched.attempt}
+        log.info("waiting for the %d run(s) submitted to the work pool '%s' to end", len(pending), sensor.settings.work_pool)
+        while pending and not self.stop_requested.wait(timeout=1.0):
+            for attempt_id in sorted(pending):
+                record = sensor.store.attempt(attempt_id)
+                if record is None or record.state == "running":
+                    continue
+                pending.discard(attempt_id)
+                label = f"{record.workflow} for {record.reference_date.isoformat()} (attempt {record.attempt})"
+                if record.state == "success":
+                    result.succeeded += 1
+                    log.info("run %s: succeeded on %s", label, record.executor or "the work pool")
+                else:
+                    result.failed += 1
+                    log.error("run %s: failed on %s: %s", label, record.executor or "the work pool", record.error)
+        return result
 
     def _beat(self, state: str, next_tick: dt.datetime | None = None) -> None:
         if self.heartbeat is not None:

@@ -107,6 +107,8 @@ class Settings:
     #: seconds a notebook may run, kernel start included, when workflows.yml gives it no ``timeout``
     notebook_timeout: float = 6 * 3600.0
     secrets_dir: Path = DEFAULT_SECRETS_DIR
+    #: the Prefect work pool whose workers execute workflow runs; None: this process executes them
+    work_pool: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -140,6 +142,7 @@ class Settings:
             kernel_start_timeout=_positive_number(env, "AUTOFLOW_KERNEL_START_TIMEOUT", cls.kernel_start_timeout, integer=False),
             notebook_timeout=_positive_number(env, "AUTOFLOW_NOTEBOOK_TIMEOUT", cls.notebook_timeout, integer=False),
             secrets_dir=secrets_dir,
+            work_pool=(env.get("AUTOFLOW_WORK_POOL") or "").strip() or None,
         )
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from benchmarks.common import spread_text
@@ -49,6 +50,19 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         })  # fmt: skip
     b4 = results.get("b4") or {}
     add("B4 autoflow validate", "≤ 1.0 s", _get(b4, "wall", "autoflow validate", "median"), 1.0, "s")
+    b5 = results.get("b5") or {}
+    speedups = b5.get("throughput_speedup") or {}
+    best = max((int(k.split()[0]) for k in speedups), default=None)
+    if best is not None:
+        value = speedups[f"{best} / 1"]
+        want = 3.3 if best == 4 else 0.825 * best  # 3.3 of an ideal 4: the same share for fewer slots (quick mode)
+        found.append({
+            "name": f"B5 throughput, {best} worker slots / 1 slot", "target": f"≥ {want:g}×", "measured": value, "unit": "×",
+            "met": value >= want, "note": "",
+        })  # fmt: skip
+    else:
+        found.append({"name": "B5 throughput, 4 worker slots / 1 slot", "target": "≥ 3.3×", "measured": None, "unit": "×", "met": None, "note": ""})
+    add("B5 claim to first notebook cell (median, runs that met an idle worker)", "≤ 4.0 s", b5.get("claim_to_first_cell_median"), 4.0, "s")
     memory = results.get("memory") or {}
     add("Memory: RSS growth over idle ticks 10 → 50", "no growth (≤ 2 MiB)", memory.get("growth_mib_after_settling"), 2.0, "MiB")
     if memory.get("growth_mib_after_tick_50") is not None:
@@ -111,6 +125,7 @@ def markdown(results: dict[str, Any]) -> str:
     out += _b2(results.get("b2"), results.get("b1"))
     out += _b3(results.get("b3"))
     out += _b4(results.get("b4"), results.get("b1"))
+    out += _b5(results.get("b5"))
     out += _memory(results.get("memory"), results.get("b1"))
     if results.get("errors") or results.get("notes"):
         out += ["## Errors and notes", ""]
@@ -218,6 +233,32 @@ def _b3(b3: dict[str, Any] | None) -> list[str]:
         out += [f"cProfile of one tick's reads + plan, {big['dates']} dates, {kind} ({prof['wall_under_cprofile']} s under the profiler), own time by area:", ""]
         out += _table(["area", "seconds", "share"], [[a, v["seconds"], f"{v['share'] * 100:.0f}%"] for a, v in prof["own_time_by_area"].items()])
         out += _table(["top functions (own time)", "seconds", "calls"], [[f"`{f['function']}`", f["own_seconds"], f["calls"]] for f in prof["top_functions"][:8]])
+    return out
+
+
+def _b5(b5: dict[str, Any] | None) -> list[str]:
+    out = ["## B5 scale-out through a Prefect work pool", ""]
+    if not b5 or "settings" not in b5:
+        return out + [f"not run{': ' + b5['error'][-300:] if b5 and b5.get('error') else ''}", ""]
+    out += [
+        f"{b5['runs']} runs of a notebook that waits {b5['pause_seconds']:g} s, submitted by one service tick to a work pool; "
+        f"`autoflow worker` processes poll every {b5['worker_query_seconds']:g} s. Throughput: runs per minute from the first "
+        "claim to the last recorded end.",
+        "",
+    ]
+    out += _table(["slots", "workers", "succeeded", "span", "runs/min", "speed-up", "claim → first cell (median)"], [
+        [r["slots"], r["workers"], f"{r['succeeded']}/{r['runs']}", f"{r['span_seconds']:.1f} s", r["runs_per_minute"],
+         "1.00×" if r["slots"] == 1 else (f"{b5['throughput_speedup'].get(str(r['slots']) + ' / 1', 0):.2f}×"),
+         spread_text(r["latency"]["claim to first cell"], digits=2)]
+        for r in b5["settings"]
+    ])  # fmt: skip
+    out += ["Where the time from claim to first cell goes (the first run per slot, which met an idle worker; all settings):", ""]
+    names = ["submission", "waiting for a worker", "process start and imports", "flow start to first cell"]
+    rows = []
+    for name in names:
+        values = [v for r in b5["settings"] for v in r["latency"][name].get("values", [])]
+        rows.append([name, f"{statistics.median(values):.2f} s" if values else "—"])
+    out += _table(["part", "median"], rows)
     return out
 
 

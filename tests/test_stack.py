@@ -65,8 +65,8 @@ def mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_everything_referenced_is_declared(stack: dict[str, Any]) -> None:
-    declared = {kind: set(stack.get(kind) or {}) for kind in ("secrets", "volumes", "networks")}
-    assert set(stack["services"]) == {"autoflow", "autoflow_postgres", "prefect"}
+    declared = {kind: set(stack.get(kind) or {}) for kind in ("secrets", "volumes", "networks", "configs")}
+    assert set(stack["services"]) == {"autoflow", "autoflow-worker", "autoflow_postgres", "prefect"}
     for name, service in stack["services"].items():
         secrets = {s if isinstance(s, str) else s["source"] for s in service.get("secrets") or []}
         assert secrets <= declared["secrets"], f"{name}: undeclared secrets {secrets - declared['secrets']}"
@@ -74,6 +74,10 @@ def test_everything_referenced_is_declared(stack: dict[str, Any]) -> None:
         assert networks and networks <= declared["networks"], f"{name}: networks {networks}"
         named = {m["source"] for m in mounts(service).values() if m.get("type", "volume") == "volume"}
         assert named <= declared["volumes"], f"{name}: undeclared volumes {named - declared['volumes']}"
+        configs = {c if isinstance(c, str) else c["source"] for c in service.get("configs") or []}
+        assert configs <= declared["configs"], f"{name}: undeclared configs {configs - declared['configs']}"
+    for config in (stack.get("configs") or {}).values():
+        assert (REPO / config["file"]).is_file(), f"config file {config['file']} is missing"
     for kind, names in declared.items():
         used = set()
         for service in stack["services"].values():
@@ -118,9 +122,13 @@ def test_prefect_server(stack: dict[str, Any]) -> None:
     services = stack["services"]
     prefect, autoflow = services["prefect"], services["autoflow"]
     assert prefect["image"] == autoflow["image"]
-    command = prefect["command"]
-    assert command[:3] == ["prefect", "server", "start"] and command[command.index("--host") + 1] == "0.0.0.0"
-    port = command[command.index("--port") + 1]
+    shell, flag, script = prefect["command"]
+    assert (shell, flag) == ("sh", "-c")
+    password, command = script.split(" exec ")
+    assert password == 'PREFECT_SERVER_DATABASE_PASSWORD="$$(cat /run/secrets/AUTOFLOW_DB_PASSWORD)"'  # $$: a literal $ in a stack file
+    words = command.split()
+    assert words[:3] == ["prefect", "server", "start"] and words[words.index("--host") + 1] == "0.0.0.0"
+    port = words[words.index("--port") + 1]
     api = urlsplit(environment(autoflow)["PREFECT_API_URL"])
     assert (api.hostname, str(api.port), api.path) == ("prefect", port, "/api")
     assert set(prefect["networks"]) & set(autoflow["networks"])
@@ -128,8 +136,36 @@ def test_prefect_server(stack: dict[str, Any]) -> None:
     home = re.search(r"PREFECT_HOME=(\S+)", (REPO / "Dockerfile").read_text())
     assert home is not None
     volume = mounts(prefect)[home.group(1)]
-    assert volume["type"] == "volume" and volume["source"] in stack["volumes"], "the Prefect database must survive the container"
+    assert volume["type"] == "volume" and volume["source"] in stack["volumes"], "the Prefect server's files must survive the container"
     assert prefect["healthcheck"]["test"] != ["CMD", "python", "-m", "autoflow", "health"]
+
+
+def test_prefect_server_state_is_in_its_own_postgres_database(stack: dict[str, Any]) -> None:
+    services = stack["services"]
+    prefect, postgres = services["prefect"], services["autoflow_postgres"]
+    env, pg = environment(prefect), environment(postgres)
+    assert env["PREFECT_SERVER_DATABASE_DRIVER"] == "postgresql+asyncpg"
+    assert services[env["PREFECT_SERVER_DATABASE_HOST"]] is postgres and env["PREFECT_SERVER_DATABASE_PORT"] == "5432"
+    assert env["PREFECT_SERVER_DATABASE_USER"] == pg["POSTGRES_USER"]
+    assert env["PREFECT_SERVER_DATABASE_NAME"] not in (pg["POSTGRES_DB"], ""), "not the run history's database"
+    assert "PREFECT_SERVER_DATABASE_PASSWORD" not in env and "AUTOFLOW_DB_PASSWORD" in prefect["secrets"]
+    assert set(prefect["networks"]) & set(postgres["networks"])
+    (init,) = [c for c in postgres["configs"] if c["target"].startswith("/docker-entrypoint-initdb.d/")]
+    sql = (REPO / stack["configs"][init["source"]]["file"]).read_text()
+    assert f"CREATE DATABASE {env['PREFECT_SERVER_DATABASE_NAME']} OWNER {pg['POSTGRES_USER']};" in sql
+
+
+def test_workers_execute_what_the_sensor_submits(stack: dict[str, Any]) -> None:
+    services = stack["services"]
+    sensor, worker = services["autoflow"], services["autoflow-worker"]
+    assert worker["image"] == sensor["image"] and worker["command"] == ["python", "-m", "autoflow", "worker"]
+    assert environment(worker) == environment(sensor), "the same settings: database, directories, Prefect API, pool"
+    assert environment(sensor)["AUTOFLOW_WORK_POOL"].startswith("${AUTOFLOW_WORK_POOL:-")
+    assert worker["secrets"] == sensor["secrets"]
+    assert mounts(worker) == mounts(sensor), "the same inputs (read-only) and outputs at the same paths"
+    assert worker["deploy"]["replicas"] == 2
+    assert {"database", "prefect"} <= set(worker["networks"])
+    assert worker["healthcheck"]["test"] != ["CMD", "python", "-m", "autoflow", "health"], "the image's check is the sensor's"
 
 
 def test_required_variables() -> None:

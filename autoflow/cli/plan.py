@@ -38,6 +38,7 @@ def run(app: Application, args: argparse.Namespace) -> int:
     with app.read_history() as store:  # reads only: plan creates, migrates and claims nothing
         result = current_plan(config, settings, store, source, detail=True)
         no_history = store is None
+        running = store.history(state="running") if store is not None and settings.work_pool else []
     if args.json:
         json.dump(
             {
@@ -71,6 +72,12 @@ def run(app: Application, args: argparse.Namespace) -> int:
     elif result.skipped:
         lines += [(line, INDENT) for line in summarise_skips(result.skipped, dates[0])]
         lines.append(("  (use --all to list every skipped run)", INDENT))
+    if settings.work_pool:
+        from autoflow.cli.status import work_pool_summary
+
+        pool_line = work_pool_summary(settings, running)
+        if pool_line:
+            lines.append((pool_line, 2))
     for text, indent in lines:
         print(wrap(text, width, indent))
     return 0

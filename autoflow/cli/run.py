@@ -23,6 +23,10 @@ def run(app: Application, args: argparse.Namespace) -> int:
     settings.outputs_dir  # noqa: B018 - fail early, naming the variable, when it is missing
     if config.sensor.source.type == "flowapi":
         settings.required_flowapi  # noqa: B018
+    if settings.work_pool:
+        from autoflow.pool import check_pool_settings
+
+        check_pool_settings(settings)
     from autoflow.prefect_env import start_server_early
 
     start_server_early(settings.outputs_dir / "logs")  # it starts while the imports below run

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from autoflow.cli.app import Application
 from autoflow.errors import SettingsError
+from autoflow.settings import Settings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -71,7 +72,30 @@ def run(app: Application, args: argparse.Namespace) -> int:
     more = f"the newest {limit} shown (--limit N for more); " if args.limit is None and len(attempts) == limit else ""
     table = history_table(attempts, outputs, title=f"Run history ({settings.db_url_masked})", caption=f"{more}'autoflow status ID' shows an attempt in full")
     _console().print(table)
+    pool_line = work_pool_summary(settings, [a for a in attempts if a.state == "running"])
+    if pool_line:
+        print(pool_line)
     return 0
+
+
+def work_pool_summary(settings: Settings, running: Sequence[Attempt]) -> str | None:
+    """With AUTOFLOW_WORK_POOL set: the pool's live workers and the runs waiting for one."""
+    if not settings.work_pool or not os.environ.get("PREFECT_API_URL"):
+        return None
+    from autoflow.prefect_env import configure_environment
+
+    configure_environment()
+    from autoflow.pool import WorkPool, WorkPoolError
+
+    queued = [a for a in running if a.executor is None and a.flow_run_id]
+    try:
+        status = WorkPool.describe(settings, [a.flow_run_id for a in queued if a.flow_run_id])
+    except WorkPoolError as exc:
+        return f"work pool: {exc}"
+    waiting = f"{len(queued)} run(s) waiting for a worker" if queued else "no run waiting for a worker"
+    if not status.online_workers:
+        return f"work pool '{status.pool}': no live worker; {waiting} (start one: autoflow worker)"
+    return f"work pool '{status.pool}': {len(status.online_workers)} live worker(s) ({', '.join(status.online_workers)}); {waiting}"
 
 
 def _outputs_dir(app: Application) -> Path | None:
@@ -135,6 +159,7 @@ def attempt_details(a: Attempt, outputs: Path | None) -> object:
         ("state", Text(a.state, style=STATE_STYLE.get(a.state, ""))),
         ("attempt", f"{a.attempt} ({a.trigger})"),
         ("owner", a.owner or "—"),
+        ("executed on" if a.state != "running" else "executes on", a.executor or ("— (queued: waiting for a worker)" if a.state == "running" and a.flow_run_id else "—")),
         ("started", f"{a.started_at:%Y-%m-%d %H:%M:%S} UTC"),
         ("finished", f"{a.finished_at:%Y-%m-%d %H:%M:%S} UTC" if a.finished_at else f"— (last heartbeat {a.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)"),
         ("took", took(a)),
@@ -180,8 +205,10 @@ def took(a: Attempt) -> str:
 def summary(a: Attempt, outputs: Path | None) -> str:
     """One line: the error's first line, the report made, or who is running it."""
     if a.state == "running":
-        host = a.owner.partition(":")[0]  # owners are host:pid:process-start
-        return f"since {a.started_at:%m-%d %H:%M} UTC" + (f" on {host}" if host else "")
+        if a.executor is None and a.flow_run_id:
+            return f"queued since {a.started_at:%m-%d %H:%M} UTC, waiting for a worker"
+        where = a.executor or a.owner.partition(":")[0]  # owners are host:pid:process-start
+        return f"since {a.started_at:%m-%d %H:%M} UTC" + (f" on {where}" if where else "")
     if a.error:
         first = next((line.strip() for line in a.error.splitlines() if line.strip()), "")
         return first.replace(f"{outputs}{os.sep}", "") if outputs else first

@@ -26,7 +26,7 @@ from autoflow.notebooks.kernels import (
     KernelStartFailed,
     kill_kernel,
 )
-from autoflow.notebooks.watchdog import guarded_outputs, run_watched
+from autoflow.notebooks.watchdog import Stopped, guarded_outputs, run_watched
 from autoflow.parameters import to_json_safe
 from autoflow.redaction import Redactor
 from autoflow.settings import Settings
@@ -147,6 +147,9 @@ def execute_notebook(
                     name, "did not answer in time" if failed.timed_out else "died while starting", start + 1, KERNEL_START_ATTEMPTS,
                 )  # fmt: skip
                 continue
+        if isinstance(failed, Stopped):  # not the notebook's fault, and not to be tried again here
+            error = NotebookExecutionError(str(failed), notebook=name, output_path=output_path if output_path.exists() else None, retryable=False)
+            break
         error = failure(failed, run, tries=start)
         break
     if error is None and budget.output_exceeded:  # the notebook ignored the interrupt and ran to its end

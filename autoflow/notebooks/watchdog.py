@@ -33,6 +33,33 @@ WATCHDOG_GRACE = 10.0
 WATCHDOG_POLL = 0.5
 
 
+class Stopped(Exception):
+    """The process is stopping (e.g. SIGTERM): the notebook was stopped, or not started."""
+
+
+#: set once this process stops executing notebooks (:func:`stop_all_notebooks`)
+_stopping = threading.Event()
+#: the kernels of the executions running now, by id
+_live: dict[int, KernelProcess] = {}
+_live_lock = threading.Lock()
+
+
+def stop_all_notebooks() -> int:
+    """Stop every notebook this process is executing, and start none from now on.
+
+    For a process that is being stopped (a workflow run's flow interrupted by SIGTERM): the
+    kernels' process groups are killed at once, so the executions end in :class:`Stopped` instead
+    of holding the process until it is killed, and leaving their kernels behind. Returns how many
+    notebooks were stopped.
+    """
+    _stopping.set()
+    with _live_lock:
+        kernels = list(_live.values())
+    for kernel in kernels:
+        kill_kernel(kernel)
+    return len(kernels)
+
+
 class _GuardedOutputs:
     """papermill I/O handler for ``autoflow-output:…`` paths: writes reach the real path until it is closed.
 
@@ -111,13 +138,43 @@ def run_watched(
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
             outcome.append((False, exc))
 
+    if _stopping.is_set():
+        raise Stopped(f"notebook {name} was not started: this process is stopping")
     thread = threading.Thread(target=target, name=f"autoflow-notebook-{name}", daemon=True)
     started = time.monotonic()
-    thread.start()
+    with _live_lock:
+        _live[id(kernel)] = kernel
+    try:
+        thread.start()
+        result: T = _watch(
+            thread, outcome, name=name, kernel=kernel, output=output, started=started,
+            kernel_start_bound=kernel_start_bound, remaining=remaining, cell_started=cell_started,
+        )  # fmt: skip
+        return result
+    finally:
+        with _live_lock:
+            _live.pop(id(kernel), None)
+
+
+def _watch(
+    thread: threading.Thread,
+    outcome: list[tuple[bool, Any]],
+    *,
+    name: str,
+    kernel: KernelProcess,
+    output: str,
+    started: float,
+    kernel_start_bound: float,
+    remaining: Callable[[], float | None],
+    cell_started: Callable[[], bool],
+) -> Any:
     while True:
         thread.join(WATCHDOG_POLL)
         if not thread.is_alive():
             break
+        if _stopping.is_set():
+            _abandon(thread, kernel, output, name, why="this process is stopping")
+            raise Stopped(f"notebook {name} was stopped: this process is stopping")
         starting = not cell_started()
         left = remaining()
         if starting and time.monotonic() - started > kernel_start_bound + WATCHDOG_GRACE:
@@ -130,11 +187,13 @@ def run_watched(
             raise Abandoned(f"notebook {name} overran its budget")
     ok, value = outcome[0]
     if ok:
-        return value  # type: ignore[no-any-return]
+        return value
+    if _stopping.is_set():  # its kernel was killed under it
+        raise Stopped(f"notebook {name} was stopped: this process is stopping") from value
     raise value
 
 
-def _abandon(thread: threading.Thread, kernel: KernelProcess, output: str, name: str) -> None:
+def _abandon(thread: threading.Thread, kernel: KernelProcess, output: str, name: str, why: str = "") -> None:
     guarded_outputs.close(output)
     frame = sys._current_frames().get(thread.ident or -1)
     where = "an unknown place"
@@ -142,6 +201,9 @@ def _abandon(thread: threading.Thread, kernel: KernelProcess, output: str, name:
         stack = traceback.extract_stack(frame)[::-1]
         where = f"{' ← '.join(f.name for f in stack[:4])} ({stack[0].filename}:{stack[0].lineno})"
     kill_kernel(kernel)
+    if why:
+        log.warning("notebook %s: AutoFlow killed its kernel: %s", name, why)
+        return
     log.warning(
         "notebook %s: its execution did not end within its bound, so AutoFlow killed its kernel and left "
         "thread %s behind, blocked in %s",

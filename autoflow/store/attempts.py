@@ -40,6 +40,8 @@ class Attempt:
     reports: list[str]
     flow_run_id: str | None
     trigger: str
+    #: where it executes or executed (Prefect worker, host, pid); None until a process took its lease
+    executor: str | None = None
 
     @property
     def key(self) -> RunKey:
@@ -64,6 +66,7 @@ class Attempt:
             "owner": self.owner,
             "trigger": self.trigger,
             "flow_run_id": self.flow_run_id,
+            "executor": self.executor,
         }
 
 
@@ -94,4 +97,5 @@ def attempt_from_row(row: Mapping[Any, Any]) -> Attempt:
         reports=list(row["reports"]),
         flow_run_id=row["flow_run_id"],
         trigger=row["trigger"],
+        executor=row.get("executor"),
     )

@@ -237,6 +237,7 @@ class RunStore:
             "reports": [],
             "flow_run_id": None,
             "trigger": trigger,
+            "executor": None,
         }
         insert = postgresql.insert if self._backend == "postgresql" else sqlite.insert
         statement = insert(run_attempts).values(values).on_conflict_do_nothing().returning(_runs.id)
@@ -277,6 +278,44 @@ class RunStore:
         )
         with self._transaction(f"renew the lease of run attempt {attempt_id}", write=True) as connection:
             return bool(connection.execute(statement).rowcount)
+
+    def take(self, attempt_id: int, *, owner: str, executor: str, flow_run_id: str | None = None) -> bool:
+        """The executing process takes a running attempt's lease: records itself as its owner and
+        executor (and its Prefect flow run) and refreshes its heartbeat, in one statement.
+
+        False, changing nothing, when the attempt is no longer running or its lease has run out
+        (abandoned, cancelled or superseded): it must not be executed.
+        """
+        now = _now()
+        values: dict[str, Any] = {"heartbeat_at": now, "owner": owner, "executor": executor[:255]}
+        if flow_run_id is not None:
+            values["flow_run_id"] = flow_run_id
+        statement = (
+            run_attempts.update()
+            .where(_runs.id == attempt_id, _runs.state == "running", _runs.heartbeat_at >= now - self.lease)
+            .values(values)
+        )
+        with self._transaction(f"take the lease of run attempt {attempt_id}", write=True) as connection:
+            return bool(connection.execute(statement).rowcount)
+
+    def fail_unstarted(self, attempt_id: int, error: str) -> bool:
+        """Fail a running attempt that no process has taken yet (queued); False, changing
+        nothing, if it was taken (or ended) meanwhile."""
+        statement = (
+            run_attempts.update()
+            .where(_runs.id == attempt_id, _runs.state == "running", _runs.executor.is_(None))
+            .values(state="failed", finished_at=_now(), error=error)
+        )
+        with self._transaction("record a queued run that never started", write=True) as connection:
+            return bool(connection.execute(statement).rowcount)
+
+    def queued(self) -> list[Attempt]:
+        """Running attempts handed to a Prefect work pool that no process has taken yet."""
+        statement = sa.select(run_attempts).where(
+            _runs.state == "running", _runs.executor.is_(None), _runs.flow_run_id.is_not(None)
+        )
+        with self._transaction("read the queued runs") as connection:
+            return [attempt_from_row(row) for row in connection.execute(statement).mappings()]
 
     def set_flow_run_id(self, attempt_id: int, flow_run_id: str) -> None:
         """Record the Prefect flow run executing an attempt."""

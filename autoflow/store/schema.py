@@ -69,6 +69,8 @@ run_attempts = sa.Table(
     sa.Column("reports", sa.JSON, nullable=False),
     sa.Column("flow_run_id", sa.String(64), nullable=True),
     sa.Column("trigger", sa.String(16), nullable=False),
+    # where the attempt executes ("worker-1 on host-a, pid 123"); NULL until a process takes its lease
+    sa.Column("executor", sa.String(255), nullable=True),
     sa.CheckConstraint("state IN ('running', 'success', 'failed')", name="state"),
     sa.CheckConstraint("trigger IN ('sensor', 'manual')", name="trigger"),
     sa.CheckConstraint("attempt >= 1", name="attempt"),

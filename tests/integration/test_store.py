@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import socket
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -506,3 +507,31 @@ def test_latest_states_agree_with_latest_attempts_in_one_statement(run_store: Ru
             assert state.error is None
     assert set(run_store.latest_states(["a"])) == {k for k in states if k[0] == "a"}
     assert run_store.latest_states([]) == {}
+
+
+def test_a_queued_attempt_is_taken_once_and_failed_only_while_unstarted(run_store: RunStore) -> None:
+    queued, other = must_claim(run_store), must_claim(run_store, reference_date=DAY + dt.timedelta(days=1))
+    assert run_store.queued() == []  # claimed in this process: nothing submitted
+    run_store.set_flow_run_id(queued.id, "flow-run-1")
+    run_store.set_flow_run_id(other.id, "flow-run-2")
+    assert sorted(a.id for a in run_store.queued()) == [queued.id, other.id]
+
+    assert run_store.take(queued.id, owner=ELSEWHERE, executor="worker w1 on elsewhere, pid 4242", flow_run_id="flow-run-1")
+    taken = run_store.attempt(queued.id)
+    assert taken is not None and taken.executor == "worker w1 on elsewhere, pid 4242" and taken.owner == ELSEWHERE
+    assert [a.id for a in run_store.queued()] == [other.id]
+    assert not run_store.fail_unstarted(queued.id, "never started"), "a taken attempt is its executor's to end"
+    assert run_store.attempt(queued.id).state == "running"  # type: ignore[union-attr]
+
+    assert run_store.fail_unstarted(other.id, "its flow run was cancelled")
+    assert not run_store.take(other.id, owner=ELSEWHERE, executor="late worker"), "a failed attempt cannot be taken"
+    assert run_store.attempt(other.id).error == "its flow run was cancelled"  # type: ignore[union-attr]
+
+
+def test_an_attempt_whose_lease_ran_out_cannot_be_taken(db_url: str) -> None:
+    with RunStore(db_url, lease_seconds=0.05) as store:
+        store.upgrade()
+        attempt = must_claim(store)
+        time.sleep(0.2)
+        assert not store.take(attempt.id, owner=owner_id(), executor="too late")
+        assert store.attempt(attempt.id).executor is None  # type: ignore[union-attr]
