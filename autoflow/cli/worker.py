@@ -54,9 +54,10 @@ def worker_command(pool: str, name: str, limit: int | None) -> list[str]:
 def run(app: Application, args: argparse.Namespace) -> int:
     from autoflow.prefect_env import configure_environment
 
+    # a worker's log is Prefect's (which flow run it takes, how each ends): INFO unless set otherwise
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     configure_environment()
     os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", DEFAULT_QUERY_SECONDS)
-    os.environ["PREFECT_LOGGING_LEVEL"] = os.environ.get("AUTOFLOW_WORKER_PREFECT_LOG_LEVEL", "INFO")
     app.setup_logging()
     settings = app.settings
     pool = args.pool or settings.work_pool
