@@ -196,9 +196,11 @@ def _flow_run_name() -> str:
     return f"{params['workflow']}-{params['reference_date']}"
 
 
-def _settings(inputs_dir: str | None, outputs_dir: str | None) -> Settings:
+def _settings(inputs_dir: str | None, outputs_dir: str | None, lease_seconds: float | None = None) -> Settings:
     settings = Settings.from_env()
-    overrides = {k: v for k, v in (("inputs_dir_raw", inputs_dir), ("outputs_dir_raw", outputs_dir)) if v}
+    overrides: dict[str, object] = {k: v for k, v in (("inputs_dir_raw", inputs_dir), ("outputs_dir_raw", outputs_dir)) if v}
+    if lease_seconds:
+        overrides["run_lease_seconds"] = float(lease_seconds)
     return Settings(**{**settings.__dict__, **overrides}) if overrides else settings
 
 
@@ -211,6 +213,7 @@ def workflow_run(
     attempt_id: int | None = None,
     inputs_dir: str | None = None,
     outputs_dir: str | None = None,
+    lease_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Run ``workflow`` once for ``reference_date``; returns :meth:`RunOutcome.as_json`.
 
@@ -220,7 +223,7 @@ def workflow_run(
     the flow run ends Cancelled. The flow run fails (in Prefect) when any notebook or report
     fails; the outcome still lists every output written.
     """
-    settings = _settings(inputs_dir, outputs_dir)
+    settings = _settings(inputs_dir, outputs_dir, lease_seconds)
     request = RunRequest(
         workflow=workflow,
         parameters=from_typed_json(parameters),
@@ -235,7 +238,7 @@ def workflow_run(
             outcome = _run(runtime, request)
         else:
             try:
-                outcome = _run_attempt(runtime, request, attempt_id)
+                outcome = _run_attempt(runtime, request, attempt_id, own_process=runtime is not installed)
             except StaleAttempt as exc:
                 log.warning("%s", exc)
                 return Cancelled(message=str(exc))  # type: ignore[return-value]
@@ -257,8 +260,12 @@ def _run(runtime: RunRuntime, request: RunRequest) -> RunOutcome:
     return execute_workflow(spec, request, runtime.settings)
 
 
-def _run_attempt(runtime: RunRuntime, request: RunRequest, attempt_id: int) -> RunOutcome:
-    """:func:`_run` inside the attempt's lease; logs and records how it ended."""
+def _run_attempt(runtime: RunRuntime, request: RunRequest, attempt_id: int, *, own_process: bool = False) -> RunOutcome:
+    """:func:`_run` inside the attempt's lease; logs and records how it ended.
+
+    ``own_process``: this process exists for this run (a Prefect worker's flow run), so when it
+    is stopped (SIGTERM) every notebook it executes is stopped too; in the service, other runs go on.
+    """
     context = get_run_context()
     flow_run = getattr(context, "flow_run", None)
     label = f"{request.workflow} for {request.reference_date.isoformat()} (attempt id {attempt_id})"
@@ -273,7 +280,7 @@ def _run_attempt(runtime: RunRuntime, request: RunRequest, attempt_id: int) -> R
         try:
             outcome = _run(runtime, request)
         except BaseException as exc:
-            if not isinstance(exc, Exception):  # SIGTERM (Prefect's TerminationSignal), Ctrl-C, SystemExit
+            if not isinstance(exc, Exception) and own_process:  # SIGTERM (Prefect's TerminationSignal), Ctrl-C, SystemExit
                 lease.__exit__(type(exc), exc, exc.__traceback__)  # recorded first: a kill may follow soon
                 stopped = stop_all_notebooks()
                 log.warning("run %s: interrupted (%s); stopped %d running notebook(s)", label, type(exc).__name__, stopped)

@@ -190,7 +190,10 @@ class WorkPool:
         except Exception as exc:
             raise WorkPoolError(f"could not submit the run to the Prefect work pool '{self.name}': {type(exc).__name__}: {exc}") from exc
         flow_run_id = str(flow_run.id)  # type: ignore[union-attr]
-        self.store.set_flow_run_id(attempt.id, flow_run_id)
+        try:
+            self.store.set_flow_run_id(attempt.id, flow_run_id)
+        except AutoFlowError as exc:  # submitted all the same: its worker records it when it takes the attempt
+            log.warning("could not record Prefect flow run %s on run attempt %d: %s", flow_run_id, attempt.id, exc)
         return flow_run_id
 
     def flow_run_states(self, flow_run_ids: Iterable[str]) -> dict[str, FlowRunState]:

@@ -114,12 +114,16 @@ class Launcher:
     def _submit(self, run: DueRun, attempt: Attempt, request: RunRequest, label: str) -> LaunchResult:
         """Hand the claimed attempt to the work pool; if that fails, the attempt fails with the reason."""
         assert self.pool is not None
-        parameters = {**request.flow_parameters(), "inputs_dir": str(self.settings.inputs_dir), "outputs_dir": str(self.settings.outputs_dir)}
+        parameters = {
+            **request.flow_parameters(), "inputs_dir": str(self.settings.inputs_dir), "outputs_dir": str(self.settings.outputs_dir),
+            "lease_seconds": self.settings.run_lease_seconds,  # the service's: it judges the heartbeats
+        }  # fmt: skip
         try:
             flow_run_id = self.pool.submit(attempt, parameters, f"{run.workflow}-{run.reference_date.isoformat()}")
         except AutoFlowError as exc:
             log.error("run %s: failed: %s", label, exc)
-            self.store.finish(attempt.id, success=False, error=str(exc), retry_for=self.settings.run_lease_seconds)
+            # only while no worker has taken it: a flow run created before the error may be running it
+            self.store.fail_unstarted(attempt.id, str(exc))
             return LaunchResult(run, attempt, RunOutcome(error=str(exc)))
         log.info("run %s: submitted to the work pool '%s' (Prefect flow run %s)", label, self.pool.name, flow_run_id)
         return LaunchResult(run, attempt, None, submitted=flow_run_id)

@@ -5,16 +5,18 @@ Import this module only after :func:`autoflow.prefect_env.configure_environment`
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
 import signal
 import threading
+import time
 from types import FrameType
 
 from autoflow.heartbeat import HeartbeatWriter
 from autoflow.native_memory import release_free_memory
-from autoflow.pool import Tender
+from autoflow.pool import Tender, WorkPoolError
 from autoflow.prefect_env import prefect_api
 from autoflow.run_bounds import longest_allowed_run
 from autoflow.sensor import Sensor, TickResult, run_tick
@@ -25,6 +27,9 @@ from autoflow.store import RunStore
 from autoflow.testhooks import TICK_VARIABLE, tick_seconds
 
 log = logging.getLogger(__name__)
+
+#: seconds between "still waiting" lines while a one-shot service waits for its submitted runs
+PROGRESS_SECONDS = 60.0
 
 
 def prepare_outputs(settings: Settings) -> None:
@@ -105,12 +110,21 @@ class Service:
 
     def _await_submitted(self, sensor: Sensor, result: TickResult) -> TickResult:
         """One tick and out with a work pool: wait (tending them) until the runs it submitted
-        have ended, so the exit status says how they went."""
+        have ended, so the exit status says how they went.
+
+        Says every minute how many still wait or execute. When the pool has had no live worker
+        for longer than a worker may take to start a run, the runs still waiting are failed (and
+        their flow runs cancelled), so nothing is left queued with no one to tend it.
+        """
+        pool = sensor.pool
+        assert pool is not None
         pending = {launched.attempt.id for launched in result.results if launched.submitted and launched.attempt}
-        log.info("waiting for the %d run(s) submitted to the work pool '%s' to end", len(pending), sensor.settings.work_pool)
+        log.info("waiting for the %d run(s) submitted to the work pool '%s' to end", len(pending), pool.name)
+        next_report = time.monotonic() + PROGRESS_SECONDS
+        workerless_since: float | None = None
         while pending and not self.stop_requested.wait(timeout=1.0):
-            for attempt_id in sorted(pending):
-                record = sensor.store.attempt(attempt_id)
+            records = {i: sensor.store.attempt(i) for i in sorted(pending)}
+            for attempt_id, record in records.items():
                 if record is None or record.state == "running":
                     continue
                 pending.discard(attempt_id)
@@ -121,6 +135,29 @@ class Service:
                 else:
                     result.failed += 1
                     log.error("run %s: failed on %s: %s", label, record.executor or "the work pool", record.error)
+            if not pending or time.monotonic() < next_report:
+                continue
+            next_report = time.monotonic() + PROGRESS_SECONDS
+            queued = [r for i, r in records.items() if i in pending and r is not None and r.executor is None]
+            try:
+                workers = pool.describe(self.settings).online_workers
+            except WorkPoolError as exc:
+                log.warning("%s", exc)
+                continue
+            log.info(
+                "%d run(s) still executing, %d waiting for a worker; work pool '%s': %s",
+                len(pending) - len(queued), len(queued), pool.name,
+                f"{len(workers)} live worker(s)" if workers else "no live worker (start one: autoflow worker)",
+            )  # fmt: skip
+            workerless_since = None if workers or not queued else (workerless_since or time.monotonic())
+            if workerless_since is not None and time.monotonic() - workerless_since > pool.start_bound:
+                reason = f"not run: the work pool '{pool.name}' had no live worker for {pool.start_bound:.0f} s"
+                for record in queued:
+                    if sensor.store.fail_unstarted(record.id, reason):
+                        pending.discard(record.id)
+                        result.failed += 1
+                pool.cancel_orphans([dataclasses.replace(r, error=reason) for r in queued])
+                log.error("%s: %d run(s) failed; they run again when AutoFlow next runs", reason, len(queued))
         return result
 
     def _beat(self, state: str, next_tick: dt.datetime | None = None) -> None:

@@ -46,6 +46,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-wait", type=float, default=2400, metavar="SECONDS", help="give up waiting for a quiet machine after this long (default 2400)")
     parser.add_argument("--output", default=str(RESULTS), help="results directory (default benchmarks/results)")
     parser.add_argument("--render", metavar="JSON", help="only re-write the .md next to this results .json (after a change to report.py)")
+    parser.add_argument("--add-to", metavar="JSON", help="also put the benchmarks run into this results .json (and its .md), marked as measured in a separate run")
     return parser.parse_args(argv)
 
 
@@ -178,9 +179,26 @@ def main(argv: list[str] | None = None) -> int:
         _write(out_dir, f"{stem}.json", text + "\n")
         _write(out_dir, f"{stem}.md", markdown)
     log(f"wrote {out_dir / (stems[0] + '.md')} and {stems[0]}.json ({results['meta']['duration_seconds'] / 60:.1f} min)")
+    if args.add_to:
+        _add_to(Path(args.add_to), results, selected)
     for t in results["targets"]:
         log(f"target {t['name']}: {t['measured']} {t['unit']} ({t['target']}) -> {'met' if t['met'] else 'not met' if t['met'] is False else 'not measured'}")
     return 1 if bench.errors else 0
+
+
+def _add_to(target: Path, results: dict[str, Any], selected: list[str]) -> None:
+    """Put ``selected`` from ``results`` into the results file ``target``, each with the run it came from."""
+    data = json.loads(target.read_text())
+    if data["meta"]["mode"] != results["meta"]["mode"]:
+        raise SystemExit(f"{target} is a {data['meta']['mode']} run; this was a {results['meta']['mode']} run")
+    for name in selected:
+        data[name] = {**results[name], "measured_separately": {k: results["meta"][k] for k in ("command", "started_at", "finished_at", "commit", "load_at_start", "load_during")}}
+        data.setdefault("durations", {})[name] = results["durations"].get(name)
+    data["errors"] = [*data.get("errors", []), *results["errors"]]
+    data["targets"] = report.targets(data)
+    _write(target.parent, target.name, json.dumps(data, indent=2, default=str) + "\n")
+    _write(target.parent, target.with_suffix(".md").name, report.markdown(data))
+    log(f"added {', '.join(selected)} to {target} and its .md")
 
 
 def _postgres_version() -> str | None:

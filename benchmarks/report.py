@@ -240,6 +240,9 @@ def _b5(b5: dict[str, Any] | None) -> list[str]:
     out = ["## B5 scale-out through a Prefect work pool", ""]
     if not b5 or "settings" not in b5:
         return out + [f"not run{': ' + b5['error'][-300:] if b5 and b5.get('error') else ''}", ""]
+    separate = b5.get("measured_separately")
+    if separate:
+        out += [f"Measured in a separate run: `{separate['command']}` at {separate['started_at']} (commit {separate.get('commit') or '?'}; load {separate['load_at_start']:.2f} at its start).", ""]
     out += [
         f"{b5['runs']} runs of a notebook that waits {b5['pause_seconds']:g} s, submitted by one service tick to a work pool; "
         f"`autoflow worker` processes poll every {b5['worker_query_seconds']:g} s. Throughput: runs per minute from the first "

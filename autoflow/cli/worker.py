@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import psutil
 
@@ -53,9 +54,10 @@ def worker_command(pool: str, name: str, limit: int | None) -> list[str]:
 def run(app: Application, args: argparse.Namespace) -> int:
     from autoflow.prefect_env import configure_environment
 
+    # a worker's log is Prefect's (which flow run it takes, how each ends): INFO unless set otherwise
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     configure_environment()
     os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", DEFAULT_QUERY_SECONDS)
-    os.environ["PREFECT_LOGGING_LEVEL"] = os.environ.get("AUTOFLOW_WORKER_PREFECT_LOG_LEVEL", "INFO")
     app.setup_logging()
     settings = app.settings
     pool = args.pool or settings.work_pool
@@ -67,7 +69,10 @@ def run(app: Application, args: argparse.Namespace) -> int:
         raise SettingsError("a worker needs the Prefect server the service uses: set PREFECT_API_URL (e.g. http://prefect:4200/api)")
     app.load_config()  # the inputs directory the runs read, checked at the path the service gave
     outputs = settings.outputs_dir
-    outputs.mkdir(parents=True, exist_ok=True)
+    try:
+        outputs.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"cannot create the outputs directory {outputs}: {exc.strerror}") from None
     if not os.access(outputs, os.W_OK):
         raise SettingsError(f"the outputs directory {outputs} is not writable by this worker")
     with app.read_history() as store:
@@ -77,6 +82,8 @@ def run(app: Application, args: argparse.Namespace) -> int:
     # the worker's flow runs take the directories from the service; these are for anything else
     os.environ["AUTOFLOW_INPUTS_DIR"] = str(settings.inputs_dir)
     os.environ["AUTOFLOW_OUTPUTS_DIR"] = str(outputs)
+    # a run's independent notebooks at once, as in the service (Prefect's thread pool has no limit)
+    os.environ["PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS"] = str(settings.max_parallel_notebooks)
     command = worker_command(pool, name, args.limit)
     print(f"autoflow: worker {name} on the Prefect work pool '{pool}' ({os.environ['PREFECT_API_URL']})", file=sys.stderr, flush=True)
     return supervise(command, grace=settings.stop_grace_seconds)
@@ -119,7 +126,10 @@ def supervise(command: list[str], *, grace: float) -> int:
 
 
 def interrupt_and_stop(worker: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the worker's flow runs and wait up to ``grace`` s for them; then stop the worker."""
+    """Stop the worker from taking new runs (SIGSTOP), SIGTERM its flow runs and wait up to
+    ``grace`` s for them to record their end; then let the worker go on and stop it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(worker.pid, signal.SIGSTOP)  # no flow run can start between the two steps
     try:
         runs = _flow_runs(psutil.Process(worker.pid))
     except psutil.Error:
@@ -127,13 +137,25 @@ def interrupt_and_stop(worker: subprocess.Popen[bytes], grace: float) -> None:
     for run in runs:
         with contextlib.suppress(psutil.Error):
             run.terminate()  # Prefect's engine turns it into an exception in the flow: recorded "interrupted"
-    _, left = psutil.wait_procs(runs, timeout=grace)
-    for run in left:
+    deadline = time.monotonic() + grace
+    while runs and time.monotonic() < deadline:
+        runs = [r for r in runs if _running(r)]  # a stopped worker cannot reap them: zombies are ended
+        time.sleep(0.2)
+    for run in runs:
         with contextlib.suppress(psutil.Error):
             run.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(worker.pid, signal.SIGCONT)
     worker.terminate()
     try:
         worker.wait(timeout=max(grace, 10))
     except subprocess.TimeoutExpired:
         worker.kill()
         worker.wait()
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
