@@ -97,8 +97,6 @@ class PoolStatus:
 
     pool: str
     online_workers: list[str]
-    #: flow run id -> Prefect state name, for the queued attempts asked about
-    states: dict[str, str]
 
 
 def _client() -> Any:
@@ -269,8 +267,8 @@ class WorkPool:
             log.warning("could not cancel the Prefect flow runs of %d abandoned run attempt(s): %s", len(orphans), exc)
 
     @staticmethod
-    def describe(settings: Settings, flow_run_ids: Iterable[str] = ()) -> PoolStatus:
-        """The pool's online workers and the Prefect states of ``flow_run_ids`` (reads only)."""
+    def describe(settings: Settings) -> PoolStatus:
+        """The pool's online workers (reads only; a pool not created yet has none)."""
         name = settings.work_pool or ""
         try:
             with _client() as client:
@@ -280,17 +278,10 @@ class WorkPool:
                     if type(exc).__name__ != "ObjectNotFound":
                         raise
                     workers = []  # the service creates the pool when it starts
-                ids = [uuid.UUID(i) for i in flow_run_ids]
-                states: dict[str, str] = {}
-                if ids:
-                    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-                    for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))):
-                        states[str(run.id)] = run.state.name if run.state else ""
         except Exception as exc:
             raise WorkPoolError(f"cannot ask Prefect about the work pool '{name}': {type(exc).__name__}: {exc}") from exc
         online = sorted(w.name for w in workers if str(getattr(w.status, "value", w.status)).upper() == "ONLINE")
-        return PoolStatus(name, online, states)
+        return PoolStatus(name, online)
 
 
 class Tender:

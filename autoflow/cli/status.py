@@ -89,7 +89,7 @@ def work_pool_summary(settings: Settings, running: Sequence[Attempt]) -> str | N
 
     queued = [a for a in running if a.executor is None and a.flow_run_id]
     try:
-        status = WorkPool.describe(settings, [a.flow_run_id for a in queued if a.flow_run_id])
+        status = WorkPool.describe(settings)
     except WorkPoolError as exc:
         return f"work pool: {exc}"
     waiting = f"{len(queued)} run(s) waiting for a worker" if queued else "no run waiting for a worker"
