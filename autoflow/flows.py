@@ -33,7 +33,7 @@ from autoflow import runtime as runtimes
 from autoflow.errors import AutoFlowError, NotebookExecutionError, ReportError
 from autoflow.lease import AttemptLease, StaleAttempt
 from autoflow.notebooks import ExecutionLimits, build_parameters, execute_notebook, output_stem
-from autoflow.notebooks.watchdog import stop_all_notebooks
+from autoflow.notebooks.watchdog import cancel_reason, stop_all_notebooks
 from autoflow.parameters import from_typed_json, to_json_safe
 from autoflow.reports import export_pdf
 from autoflow.runtime import RunRuntime
@@ -54,13 +54,18 @@ class RunOutcome:
     reports: list[str] = field(default_factory=list)
     error: str | None = None
     duration: float = 0.0
+    #: stopped by ``autoflow cancel`` (``error`` says by whom)
+    cancelled: bool = False
 
     @property
     def success(self) -> bool:
         return self.error is None
 
     def as_json(self) -> dict[str, Any]:
-        return {"notebooks": self.notebooks, "reports": self.reports, "error": self.error, "duration": self.duration}
+        return {
+            "notebooks": self.notebooks, "reports": self.reports, "error": self.error, "duration": self.duration,
+            "cancelled": self.cancelled,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -245,6 +250,8 @@ def workflow_run(
     finally:
         if runtime is not installed:
             runtime.close()
+    if outcome.cancelled:  # Prefect shows the flow run cancelled too
+        return Cancelled(message=outcome.error, data=outcome.as_json())  # type: ignore[return-value]
     if not outcome.success:
         return Failed(message=outcome.error, data=outcome.as_json())  # type: ignore[return-value]
     return Completed(data=outcome.as_json())  # type: ignore[return-value]
@@ -286,12 +293,21 @@ def _run_attempt(runtime: RunRuntime, request: RunRequest, attempt_id: int, *, o
                 log.warning("run %s: interrupted (%s); stopped %d running notebook(s)", label, type(exc).__name__, stopped)
             raise
         outcome.duration = time.monotonic() - started
-        recorded = lease.finish(success=outcome.success, error=outcome.error, notebooks=outcome.notebooks, reports=outcome.reports)
+        cancelled = lease.cancel_request is not None and not outcome.success
+        if cancelled:
+            outcome.cancelled = True
+            if not outcome.error or "cancelled by" not in outcome.error:
+                outcome.error = f"cancelled by {lease.cancel_request}" + (f"; {outcome.error}" if outcome.error else "")
+        recorded = lease.finish(
+            success=outcome.success, error=outcome.error, notebooks=outcome.notebooks, reports=outcome.reports, cancelled=cancelled
+        )
     if not recorded:
         log.warning("run %s: ended, but its attempt was no longer running (declared abandoned meanwhile): its end is not recorded", label)
     if outcome.success:
         outputs = ", ".join([*outcome.notebooks, *outcome.reports])
         log.info("run %s: succeeded in %.1f s; outputs: %s", label, outcome.duration, outputs)
+    elif outcome.cancelled:
+        log.warning("run %s: cancelled after %.1f s: %s", label, outcome.duration, outcome.error)
     else:
         log.error("run %s: failed after %.1f s: %s", label, outcome.duration, outcome.error)
     return outcome
@@ -344,6 +360,9 @@ def execute_workflow(
                 del waiting[label]
                 not_run.append(label)
                 log.info("notebook %s was not run because %s did not succeed", label, ", ".join(blocked))
+            elif cancel_reason(request.attempt_id) is not None:  # cancelled: start no more notebooks
+                del waiting[label]
+                not_run.append(label)
             elif deps <= done.keys():
                 del waiting[label]
                 nb = workflow.notebooks[label]

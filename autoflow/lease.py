@@ -3,7 +3,9 @@
 The ``workflow-run`` flow enters an :class:`AttemptLease` wherever it runs (in the service's
 process or on a Prefect worker). Entering checks that the attempt is still the current one
 (``running``, its lease not run out) and refuses otherwise; while held, a thread refreshes the
-attempt's heartbeat every third of the lease; leaving records the end. No exit path leaves the
+attempt's heartbeat every third of the lease and looks every :data:`CANCEL_POLL` seconds
+whether ``autoflow cancel`` asked it to stop (then its notebooks are interrupted); leaving
+records the end. No exit path leaves the
 attempt ``running``: an exception records it failed, SIGTERM or Ctrl-C records it
 ``interrupted``.
 """
@@ -15,13 +17,18 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from types import TracebackType
 
 from autoflow.errors import AutoFlowError, RunStoreError
+from autoflow.notebooks.watchdog import cancel_attempt, forget_attempt
 from autoflow.store import Attempt, RunStore, owner_id
 
 log = logging.getLogger(__name__)
+
+#: seconds between a running attempt's looks for a cancel request (``autoflow cancel``)
+CANCEL_POLL = 2.0
 
 
 def executor_name() -> str:
@@ -87,6 +94,8 @@ class AttemptLease:
         self.attempt_id = attempt_id
         self.lease_seconds = lease_seconds
         self.interval = max(lease_seconds / 3.0, 0.05)
+        #: who asked for this attempt to stop and when (``autoflow cancel``), once the lease has seen it
+        self.cancel_request: str | None = None
         self.tracker = tracker
         self.flow_run_id = flow_run_id
         self.ended = False
@@ -120,7 +129,13 @@ class AttemptLease:
         return self
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
+        next_beat = time.monotonic() + self.interval
+        while not self._stop.wait(min(CANCEL_POLL, max(next_beat - time.monotonic(), 0.0))):
+            if self.cancel_request is None:
+                self._look_for_cancel()
+            if time.monotonic() < next_beat:
+                continue
+            next_beat = time.monotonic() + self.interval
             try:
                 held = self.store.renew(self.attempt_id)
             except Exception as exc:  # the next beat may get through; the lease allows for it
@@ -134,7 +149,21 @@ class AttemptLease:
                     self.attempt_id,
                 )
 
-    def finish(self, *, success: bool, error: str | None = None, notebooks: Sequence[str] = (), reports: Sequence[str] = ()) -> bool:
+    def _look_for_cancel(self) -> None:
+        try:
+            request = self.store.cancel_requested(self.attempt_id)
+        except Exception as exc:  # noqa: BLE001 - looked for again at the next poll
+            log.debug("could not read whether run attempt %d is to stop: %s", self.attempt_id, exc)
+            return
+        if request is not None:
+            self.cancel_request = request
+            log.warning("run attempt %d: cancelled by %s; stopping its notebooks", self.attempt_id, request)
+            cancel_attempt(self.attempt_id, f"cancelled by {request}")
+
+    def finish(
+        self, *, success: bool, error: str | None = None, notebooks: Sequence[str] = (), reports: Sequence[str] = (),
+        cancelled: bool = False,
+    ) -> bool:  # fmt: skip
         """Record the run's end (retrying for up to the lease while the database is away).
 
         Returns False if the attempt was no longer running (e.g. declared abandoned meanwhile).
@@ -145,7 +174,7 @@ class AttemptLease:
         try:
             return self.store.finish(
                 self.attempt_id, success=success, error=error, notebooks=notebooks, reports=reports,
-                retry_for=self.lease_seconds,
+                retry_for=self.lease_seconds, cancelled=cancelled,
             )  # fmt: skip
         finally:
             self.ended = True
@@ -166,11 +195,14 @@ class AttemptLease:
                 reason = f"the workflow run crashed: {type(exc).__name__}: {exc}"
             else:  # KeyboardInterrupt, SystemExit, Prefect's TerminationSignal (SIGTERM)
                 reason = f"interrupted: the workflow run was stopped ({type(exc).__name__}) before it finished"
+            if self.cancel_request is not None:
+                reason = f"cancelled by {self.cancel_request} ({reason})"
             try:
-                self.finish(success=False, error=reason)
+                self.finish(success=False, error=reason, cancelled=self.cancel_request is not None)
             except RunStoreError as failure:  # the lease runs out and the next tick expires it
                 log.error("could not record the end of run attempt %d: %s", self.attempt_id, failure)
         finally:
             self._stop_beating()
+            forget_attempt(self.attempt_id)
             if self.tracker is not None:
                 self.tracker.discard(self.attempt_id)

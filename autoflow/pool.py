@@ -307,3 +307,18 @@ class Tender:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+def cancel_flow_run(flow_run_id: str, reason: str) -> None:
+    """Mark one Prefect flow run cancelled unless it has ended; never raises (only Prefect's view)."""
+    from prefect.states import Cancelled
+
+    try:
+        with _client() as client:
+            state = client.read_flow_run(uuid.UUID(flow_run_id)).state
+            if state is not None and state.type.value in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
+                return
+            client.set_flow_run_state(uuid.UUID(flow_run_id), Cancelled(message=reason[:2000]), force=True)
+            log.info("cancelled Prefect flow run %s", flow_run_id)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not cancel Prefect flow run %s: %s", flow_run_id, exc)

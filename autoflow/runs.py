@@ -76,8 +76,9 @@ class Launcher:
             runtimes.install(self._previous)
         self.runtime.close()
 
-    def launch(self, run: DueRun, *, should_start: Callable[[], bool] = lambda: True) -> LaunchResult:
-        """Claim ``run`` and, if this process got it, run its flow and return how it ended."""
+    def launch(self, run: DueRun, *, should_start: Callable[[], bool] = lambda: True, trigger: str | None = None) -> LaunchResult:
+        """Claim ``run`` (recording ``trigger``, default the launcher's) and, if this process got
+        it, run its flow and return how it ended."""
         if not should_start():
             return LaunchResult(run, None, None)
         attempt = self.store.claim(
@@ -87,7 +88,7 @@ class Launcher:
             date_ranges=run.date_ranges,
             previous_attempt=run.previous_attempt,
             owner=self.owner,
-            trigger=self.trigger,
+            trigger=trigger or self.trigger,
         )
         if attempt is None:
             return LaunchResult(run, None, None)
@@ -146,7 +147,7 @@ class Launcher:
         error = record.error if record.state != "success" else None
         if record.state != "success" and not error:
             error = f"the run ended {record.state}"
-        return RunOutcome(list(record.notebooks), list(record.reports), error, duration)
+        return RunOutcome(list(record.notebooks), list(record.reports), error, duration, cancelled=record.state == "cancelled")
 
 
 T = TypeVar("T")

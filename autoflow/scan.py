@@ -34,4 +34,5 @@ def current_plan(config: AutoFlowConfig, settings: Settings, store: RunStore | N
         now=dt.datetime.now(dt.timezone.utc),
         lease_seconds=settings.run_lease_seconds,
         detail=detail,
+        max_runs_per_tick=config.sensor.max_runs_per_tick,
     )

@@ -10,12 +10,13 @@ import contextvars
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from prefect import flow
 
 from autoflow.errors import AutoFlowError
-from autoflow.planning import Plan
+from autoflow.planning import DueRun, Plan
 from autoflow.pool import WorkPool
 from autoflow.scan import current_plan
 from autoflow.runs import Launcher, LaunchResult, detached_from_flow_run, run_in_worker_thread
@@ -84,13 +85,19 @@ class Sensor:
             log.error("tick failed: %s", exc)
             return result
         _log_plan(current)
-        result.due = len(current.due)
-        if not current.due:
+        return self.launch_all(current.due, result)
+
+    def launch_all(self, due: Sequence[DueRun], result: TickResult | None = None, *, trigger: str | None = None) -> TickResult:
+        """Claim and launch ``due`` (here, up to ``AUTOFLOW_MAX_PARALLEL_RUNS`` at once, or
+        submitted to the work pool); ``trigger`` (default the launcher's) is recorded with each."""
+        result = result or TickResult()
+        result.due = len(due)
+        if not due:
             return result
         launch = detached_from_flow_run(self.launcher.launch)
         threads = self.settings.max_parallel_runs if self.pool is None else 4  # submitting only: quick
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="autoflow-run") as pool:
-            futures = [pool.submit(launch, run, should_start=lambda: not self.stopping.is_set()) for run in current.due]
+            futures = [pool.submit(launch, run, should_start=lambda: not self.stopping.is_set(), trigger=trigger) for run in due]
             for future in futures:
                 try:
                     launched = future.result()

@@ -109,56 +109,7 @@ class Service:
         return 0
 
     def _await_submitted(self, sensor: Sensor, result: TickResult) -> TickResult:
-        """One tick and out with a work pool: wait (tending them) until the runs it submitted
-        have ended, so the exit status says how they went.
-
-        Says every minute how many still wait or execute. When the pool has had no live worker
-        for longer than a worker may take to start a run, the runs still waiting are failed (and
-        their flow runs cancelled), so nothing is left queued with no one to tend it.
-        """
-        pool = sensor.pool
-        assert pool is not None
-        pending = {launched.attempt.id for launched in result.results if launched.submitted and launched.attempt}
-        log.info("waiting for the %d run(s) submitted to the work pool '%s' to end", len(pending), pool.name)
-        next_report = time.monotonic() + PROGRESS_SECONDS
-        workerless_since: float | None = None
-        while pending and not self.stop_requested.wait(timeout=1.0):
-            records = {i: sensor.store.attempt(i) for i in sorted(pending)}
-            for attempt_id, record in records.items():
-                if record is None or record.state == "running":
-                    continue
-                pending.discard(attempt_id)
-                label = f"{record.workflow} for {record.reference_date.isoformat()} (attempt {record.attempt})"
-                if record.state == "success":
-                    result.succeeded += 1
-                    log.info("run %s: succeeded on %s", label, record.executor or "the work pool")
-                else:
-                    result.failed += 1
-                    log.error("run %s: failed on %s: %s", label, record.executor or "the work pool", record.error)
-            if not pending or time.monotonic() < next_report:
-                continue
-            next_report = time.monotonic() + PROGRESS_SECONDS
-            queued = [r for i, r in records.items() if i in pending and r is not None and r.executor is None]
-            try:
-                workers = pool.describe(self.settings).online_workers
-            except WorkPoolError as exc:
-                log.warning("%s", exc)
-                continue
-            log.info(
-                "%d run(s) still executing, %d waiting for a worker; work pool '%s': %s",
-                len(pending) - len(queued), len(queued), pool.name,
-                f"{len(workers)} live worker(s)" if workers else "no live worker (start one: autoflow worker)",
-            )  # fmt: skip
-            workerless_since = None if workers or not queued else (workerless_since or time.monotonic())
-            if workerless_since is not None and time.monotonic() - workerless_since > pool.start_bound:
-                reason = f"not run: the work pool '{pool.name}' had no live worker for {pool.start_bound:.0f} s"
-                for record in queued:
-                    if sensor.store.fail_unstarted(record.id, reason):
-                        pending.discard(record.id)
-                        result.failed += 1
-                pool.cancel_orphans([dataclasses.replace(r, error=reason) for r in queued])
-                log.error("%s: %d run(s) failed; they run again when AutoFlow next runs", reason, len(queued))
-        return result
+        return await_submitted(sensor, result, self.settings, self.stop_requested)
 
     def _beat(self, state: str, next_tick: dt.datetime | None = None) -> None:
         if self.heartbeat is not None:
@@ -212,3 +163,56 @@ class Service:
             self.heartbeat.stop()
         logging.shutdown()
         os._exit(0)  # kernels and the temporary Prefect server end with this process
+
+
+def await_submitted(sensor: Sensor, result: TickResult, settings: Settings, stop_requested: threading.Event) -> TickResult:
+    """One tick and out with a work pool (or a backfill, a rerun): wait (tending them) until the
+    runs it submitted have ended, so the exit status says how they went.
+
+    Says every minute how many still wait or execute. When the pool has had no live worker
+    for longer than a worker may take to start a run, the runs still waiting are failed (and
+    their flow runs cancelled), so nothing is left queued with no one to tend it.
+    """
+    pool = sensor.pool
+    assert pool is not None
+    pending = {launched.attempt.id for launched in result.results if launched.submitted and launched.attempt}
+    log.info("waiting for the %d run(s) submitted to the work pool '%s' to end", len(pending), pool.name)
+    next_report = time.monotonic() + PROGRESS_SECONDS
+    workerless_since: float | None = None
+    while pending and not stop_requested.wait(timeout=1.0):
+        records = {i: sensor.store.attempt(i) for i in sorted(pending)}
+        for attempt_id, record in records.items():
+            if record is None or record.state == "running":
+                continue
+            pending.discard(attempt_id)
+            label = f"{record.workflow} for {record.reference_date.isoformat()} (attempt {record.attempt})"
+            if record.state == "success":
+                result.succeeded += 1
+                log.info("run %s: succeeded on %s", label, record.executor or "the work pool")
+            else:
+                result.failed += 1
+                log.error("run %s: failed on %s: %s", label, record.executor or "the work pool", record.error)
+        if not pending or time.monotonic() < next_report:
+            continue
+        next_report = time.monotonic() + PROGRESS_SECONDS
+        queued = [r for i, r in records.items() if i in pending and r is not None and r.executor is None]
+        try:
+            workers = pool.describe(settings).online_workers
+        except WorkPoolError as exc:
+            log.warning("%s", exc)
+            continue
+        log.info(
+            "%d run(s) still executing, %d waiting for a worker; work pool '%s': %s",
+            len(pending) - len(queued), len(queued), pool.name,
+            f"{len(workers)} live worker(s)" if workers else "no live worker (start one: autoflow worker)",
+        )  # fmt: skip
+        workerless_since = None if workers or not queued else (workerless_since or time.monotonic())
+        if workerless_since is not None and time.monotonic() - workerless_since > pool.start_bound:
+            reason = f"not run: the work pool '{pool.name}' had no live worker for {pool.start_bound:.0f} s"
+            for record in queued:
+                if sensor.store.fail_unstarted(record.id, reason):
+                    pending.discard(record.id)
+                    result.failed += 1
+            pool.cancel_orphans([dataclasses.replace(r, error=reason) for r in queued])
+            log.error("%s: %d run(s) failed; they run again when AutoFlow next runs", reason, len(queued))
+    return result

@@ -69,7 +69,8 @@ def choose_entry(config: AutoFlowConfig, workflow: str, number: int | None) -> S
     return entries[0] if entries else None
 
 
-def _parameters(workflow: WorkflowSpec, entry: SensorEntry | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_parameters(workflow: WorkflowSpec, entry: SensorEntry | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry's parameters with ``overrides``; UsageError for an unknown or missing one."""
     needed = workflow.workflow_parameters
     for name in overrides:
         if name not in needed:
@@ -101,7 +102,7 @@ def resolve_manual_run(
         raise UsageError(f"--date {date_text!r} is not a date like 2016-01-07") from None
     overrides = read_assignments(param_pairs)
     entry = choose_entry(config, workflow.name, entry_number)
-    parameters = _parameters(workflow, entry, overrides)
+    parameters = resolve_parameters(workflow, entry, overrides)
     if stencil_text is not None:
         try:
             stencil = DateStencil(read_value(stencil_text, "--stencil"))

@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ class Prior:
     attempt: int = 1
     heartbeat_at: dt.datetime = NOW
     error: str | None = None
+    id: int = 7
+    finished_at: dt.datetime | None = None
+    budget_from: int = 1
 
 
 def entry(workflow: str = "w", stencil: list[object] | None = None, earliest: dt.date | None = None, **params: object) -> SensorEntry:
@@ -67,13 +71,13 @@ def test_history_decides() -> None:
         key(e, D(2016, 1, 1)): Prior("success"),
         key(e, D(2016, 1, 2)): Prior("failed", attempt=2, error="boom\ntraceback"),
         key(e, D(2016, 1, 3)): Prior("running"),
-        key(e, D(2016, 1, 4)): Prior("running", attempt=3, heartbeat_at=stale),
+        key(e, D(2016, 1, 4)): Prior("running", attempt=2, heartbeat_at=stale),
     }
     result = plan([e], days(1, 5), history, now=NOW, lease_seconds=300)
     due = {r.reference_date: r for r in result.due}
     assert set(due) == {D(2016, 1, 2), D(2016, 1, 4), D(2016, 1, 5)}
     assert due[D(2016, 1, 2)].previous_attempt == 2 and due[D(2016, 1, 2)].reason == "retry: attempt 2 failed (boom)"
-    assert due[D(2016, 1, 4)].previous_attempt == 3 and due[D(2016, 1, 4)].reason.startswith("abandoned")
+    assert due[D(2016, 1, 4)].previous_attempt == 2 and due[D(2016, 1, 4)].reason.startswith("abandoned")
     skipped = {s.reference_date: s.reason for s in result.skipped}
     assert skipped[D(2016, 1, 1)] == "already succeeded (attempt 1)"
     assert skipped[D(2016, 1, 3)] == "running now (attempt 1)"
@@ -138,3 +142,58 @@ def test_without_detail_the_same_runs_are_due_and_skips_are_counted() -> None:
     ]
     assert "(boom)" in full.due[4].reason
     assert full.skips_by_kind()["waiting for data"] == 2
+
+
+def policy_entry(**policy: object) -> SensorEntry:
+    return dataclasses.replace(entry(), **policy)  # type: ignore[arg-type]
+
+
+def test_a_failed_run_waits_retry_after_doubling_per_attempt_capped_at_a_day() -> None:
+    e = policy_entry(max_attempts=20, retry_after=600.0)
+    ended = NOW - dt.timedelta(minutes=15)
+    history = {
+        key(e, D(2016, 1, 1)): Prior("failed", attempt=1, error="boom", finished_at=ended),  # waits 10 min: due
+        key(e, D(2016, 1, 2)): Prior("failed", attempt=2, error="boom", finished_at=ended),  # waits 20 min
+        key(e, D(2016, 1, 3)): Prior("failed", attempt=15, error="boom", finished_at=NOW - dt.timedelta(hours=23)),  # a day at most
+        key(e, D(2016, 1, 4)): Prior("failed", attempt=15, error="boom", finished_at=NOW - dt.timedelta(hours=25)),
+    }
+    result = plan([e], days(1, 4), history, now=NOW, lease_seconds=300)
+    assert [r.reference_date for r in result.due] == [D(2016, 1, 1), D(2016, 1, 4)]
+    skipped = {s.reference_date: s for s in result.skipped}
+    assert skipped[D(2016, 1, 2)].kind == "waiting for retry"
+    assert skipped[D(2016, 1, 2)].reason == "waiting for retry until 2026-01-01 12:05:00 UTC (attempt 2 of 20 failed: boom)"
+    assert skipped[D(2016, 1, 3)].reason.startswith("waiting for retry until 2026-01-01 13:00:00 UTC")
+    assert plan([policy_entry(retry_after=0.0)], days(2, 2), {key(e, D(2016, 1, 2)): Prior("failed", finished_at=NOW)}, now=NOW, lease_seconds=300).due
+
+
+def test_a_run_gives_up_after_max_attempts_until_an_operator_starts_one() -> None:
+    e = policy_entry(max_attempts=2, retry_after=0.0)
+    history = {
+        key(e, D(2016, 1, 1)): Prior("failed", attempt=1, error="boom", finished_at=NOW),
+        key(e, D(2016, 1, 2)): Prior("failed", id=42, attempt=2, error="boom\ntrace", finished_at=NOW),
+        # attempt 3 was a rerun: the budget counts from it, so attempt 3 failing leaves one more
+        key(e, D(2016, 1, 3)): Prior("failed", attempt=3, budget_from=3, error="boom", finished_at=NOW),
+        key(e, D(2016, 1, 4)): Prior("failed", attempt=4, budget_from=3, error="boom", finished_at=NOW),
+        key(e, D(2016, 1, 5)): Prior("running", attempt=2, heartbeat_at=NOW - dt.timedelta(hours=1)),
+        key(e, D(2016, 1, 6)): Prior("cancelled", id=43, attempt=1, error="cancelled by ops on host at 2026-01-01T11:00:00 UTC"),
+    }
+    result = plan([e], days(1, 6), history, now=NOW, lease_seconds=300)
+    assert [r.reference_date for r in result.due] == [D(2016, 1, 1), D(2016, 1, 3)]
+    skipped = {s.reference_date: s for s in result.skipped}
+    assert skipped[D(2016, 1, 2)].reason == "gave up after 2 attempt(s) (last: boom); `autoflow rerun 42` runs it again"
+    assert skipped[D(2016, 1, 4)].kind == skipped[D(2016, 1, 5)].kind == "gave up"
+    assert skipped[D(2016, 1, 6)].kind == "cancelled" and "`autoflow rerun 43`" in skipped[D(2016, 1, 6)].reason
+
+
+def test_catch_up_latest_runs_only_the_newest_due_date_and_max_runs_per_tick_bounds_a_tick() -> None:
+    latest, every = policy_entry(catch_up="latest"), entry("other")
+    history = {key(latest, D(2016, 1, 5)): Prior("success")}
+    result = plan([latest, every], days(1, 5), history, now=NOW, lease_seconds=300)
+    assert [(r.workflow, r.reference_date.day) for r in result.due] == [("other", d) for d in (1, 2, 3)] + [("w", 4), ("other", 4), ("other", 5)]
+    skipped = {(s.workflow, s.reference_date.day): s.reason for s in result.skipped}
+    assert skipped[("w", 1)] == "catch_up: latest (only the newest due date, 2016-01-04, runs)"
+    bounded = plan([latest, every], days(1, 5), history, now=NOW, lease_seconds=300, max_runs_per_tick=2)
+    assert [(r.workflow, r.reference_date.day) for r in bounded.due] == [("other", 1), ("other", 2)]
+    assert bounded.skip_counts[("other", "over max_runs_per_tick")] == 3 and bounded.skip_counts[("w", "over max_runs_per_tick")] == 1
+    lean = plan([latest, every], days(1, 5), history, now=NOW, lease_seconds=300, max_runs_per_tick=2, detail=False)
+    assert lean.due == bounded.due and lean.skip_counts == bounded.skip_counts

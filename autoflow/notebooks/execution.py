@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as dt
 import logging
 import tempfile
@@ -26,7 +28,7 @@ from autoflow.notebooks.kernels import (
     KernelStartFailed,
     kill_kernel,
 )
-from autoflow.notebooks.watchdog import Stopped, guarded_outputs, run_watched
+from autoflow.notebooks.watchdog import Cancelled, Stopped, cancel_reason, guarded_outputs, run_watched
 from autoflow.parameters import to_json_safe
 from autoflow.redaction import Redactor
 from autoflow.settings import Settings
@@ -109,6 +111,7 @@ def execute_notebook(
             notebook=name,
         ) from None
 
+    attempt_id = record.get("attempt_id") if isinstance(record.get("attempt_id"), int) else None
     if values:
         _check_parameters_cell(input_path)
     seconds = limits.notebook_timeout if timeout is None else timeout
@@ -125,7 +128,7 @@ def execute_notebook(
                 nb = run_watched(
                     lambda: with_own_event_loop(lambda: _papermill(input_path, output, values, kernel_name, cwd, budget, manager)),
                     name=name, kernel=kernel, output=output, kernel_start_bound=budget.kernel_start_bound(),
-                    remaining=budget.remaining, cell_started=lambda: budget.current_cell is not None,
+                    remaining=budget.remaining, cell_started=lambda: budget.current_cell is not None, attempt_id=attempt_id,
                 )  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - translated below, nothing escapes untyped
                 failed: Exception = exc
@@ -147,6 +150,14 @@ def execute_notebook(
                     name, "did not answer in time" if failed.timed_out else "died while starting", start + 1, KERNEL_START_ATTEMPTS,
                 )  # fmt: skip
                 continue
+        cancelled = cancel_reason(attempt_id)
+        if cancelled is not None:  # interrupted on purpose: the kept notebook says why
+            if isinstance(failed, Cancelled) and not output_path.exists():
+                error = NotebookExecutionError(str(failed), notebook=name, retryable=False)
+            else:
+                error = failure(failed, dataclasses.replace(run, cancelled=cancelled), tries=start)
+                error.retryable = False
+            break
         if isinstance(failed, Stopped):  # not the notebook's fault, and not to be tried again here
             error = NotebookExecutionError(str(failed), notebook=name, output_path=output_path if output_path.exists() else None, retryable=False)
             break

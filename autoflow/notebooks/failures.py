@@ -115,6 +115,10 @@ def _mark_stopped(nb: nbformat.NotebookNode, cell: Any, message: str, ename: str
     nb.metadata.setdefault("papermill", {})["exception"] = True
 
 
+def _has_error(cell: Any) -> bool:
+    return any(output.get("output_type") == "error" for output in cell.get("outputs", []))
+
+
 @dataclass(frozen=True)
 class NotebookRun:
     """One execution of a notebook: what failure messages and the stamp need to know."""
@@ -125,6 +129,8 @@ class NotebookRun:
     record: Mapping[str, Any]
     started: dt.datetime
     redactor: Redactor
+    #: why the notebook's run attempt was cancelled, if it was (``autoflow cancel``)
+    cancelled: str | None = None
 
     @property
     def name(self) -> str:
@@ -174,7 +180,14 @@ def failure(exc: Exception | None, run: NotebookRun, *, tries: int = 1) -> Noteb
         )
     kept = f"the executed notebook is kept at {output_path}"
     number: int | None = None
-    if budget.output_exceeded:  # checked first: the interrupt that stopped it looks like any error
+    if run.cancelled is not None:  # first: the interrupt that stopped it looks like any error
+        cell = _running_cell(nb, budget)
+        number, where = _locate(nb, cell)
+        where = "while its kernel was starting" if budget.current_cell is None else f"in {where}"
+        if cell is not None and not _has_error(cell):
+            _mark_stopped(nb, cell, f"AutoFlow stopped the notebook: {run.cancelled}", "Cancelled")
+        message = f"notebook {name} was cancelled {where}: {run.cancelled}; its kernel was interrupted and shut down; {kept}"
+    elif budget.output_exceeded:  # checked first: the interrupt that stopped it looks like any error
         cell = _running_cell(nb, budget, budget.output_cell)
         number, where = _locate(nb, cell)
         limit = f"{(budget.max_output_bytes or 0) / 2**20:g} MB"

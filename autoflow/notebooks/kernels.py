@@ -59,6 +59,14 @@ class KernelProcess:
     connection_file: str | None = None
 
 
+def interrupt_kernel(kernel: KernelProcess) -> None:
+    """Send the kernel's process group SIGINT, as Jupyter's interrupt does: the running cell ends
+    in KeyboardInterrupt. Never raises."""
+    if kernel.pid is not None:
+        with contextlib.suppress(OSError):
+            os.killpg(kernel.pid, signal.SIGINT)
+
+
 def kill_kernel(kernel: KernelProcess) -> None:
     """Kill the kernel's whole process group (it leads a session of its own), reap it, and remove
     its connection file; never raises and never waits long."""

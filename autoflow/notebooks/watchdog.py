@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from papermill.iorw import papermill_io
 
-from autoflow.notebooks.kernels import KernelProcess, KernelStartFailed, kill_kernel
+from autoflow.notebooks.kernels import KernelProcess, KernelStartFailed, interrupt_kernel, kill_kernel
 
 T = TypeVar("T")
 
@@ -37,11 +37,43 @@ class Stopped(Exception):
     """The process is stopping (e.g. SIGTERM): the notebook was stopped, or not started."""
 
 
+class Cancelled(Stopped):
+    """The notebook's run attempt was cancelled (``autoflow cancel``): stopped, or not started."""
+
+
 #: set once this process stops executing notebooks (:func:`stop_all_notebooks`)
 _stopping = threading.Event()
 #: the kernels of the executions running now, by id
 _live: dict[int, KernelProcess] = {}
 _live_lock = threading.Lock()
+
+
+#: seconds a cancelled notebook's kernel gets to stop at its interrupt before it is killed
+CANCEL_GRACE = 5.0
+#: run attempt id -> why it is to stop (``autoflow cancel``): its notebooks are interrupted
+_cancels: dict[int, str] = {}
+
+
+def cancel_attempt(attempt_id: int, reason: str) -> None:
+    """Stop the notebooks this process executes for run attempt ``attempt_id``, and start no more
+    of them: each running kernel is interrupted (then killed if it does not stop within
+    :data:`CANCEL_GRACE`) and its execution fails with ``reason``."""
+    with _live_lock:
+        _cancels[attempt_id] = reason
+
+
+def cancel_reason(attempt_id: int | None) -> str | None:
+    """Why run attempt ``attempt_id`` is to stop, if it is (see :func:`cancel_attempt`)."""
+    if attempt_id is None:
+        return None
+    with _live_lock:
+        return _cancels.get(attempt_id)
+
+
+def forget_attempt(attempt_id: int) -> None:
+    """The attempt has ended: drop its cancellation, if any."""
+    with _live_lock:
+        _cancels.pop(attempt_id, None)
 
 
 def stop_all_notebooks() -> int:
@@ -121,8 +153,13 @@ def run_watched(
     kernel_start_bound: float,
     remaining: Callable[[], float | None],
     cell_started: Callable[[], bool],
+    attempt_id: int | None = None,
 ) -> T:
     """``function()`` in a daemon thread ``autoflow-notebook-NAME``, bounded from this thread.
+
+    Once run attempt ``attempt_id`` is cancelled (:func:`cancel_attempt`) the kernel is
+    interrupted, and killed if it has not stopped :data:`CANCEL_GRACE` seconds later (then
+    :class:`Cancelled`); a notebook of a cancelled attempt is not started (:class:`Cancelled`).
 
     Until a cell starts it may take ``kernel_start_bound`` + :data:`WATCHDOG_GRACE` seconds (then
     :class:`KernelStartFailed`); in all, ``remaining()`` + the grace (then :class:`Abandoned`).
@@ -140,6 +177,9 @@ def run_watched(
 
     if _stopping.is_set():
         raise Stopped(f"notebook {name} was not started: this process is stopping")
+    reason = cancel_reason(attempt_id)
+    if reason is not None:
+        raise Cancelled(f"notebook {name} was not started: {reason}")
     thread = threading.Thread(target=target, name=f"autoflow-notebook-{name}", daemon=True)
     started = time.monotonic()
     with _live_lock:
@@ -148,7 +188,7 @@ def run_watched(
         thread.start()
         result: T = _watch(
             thread, outcome, name=name, kernel=kernel, output=output, started=started,
-            kernel_start_bound=kernel_start_bound, remaining=remaining, cell_started=cell_started,
+            kernel_start_bound=kernel_start_bound, remaining=remaining, cell_started=cell_started, attempt_id=attempt_id,
         )  # fmt: skip
         return result
     finally:
@@ -167,7 +207,9 @@ def _watch(
     kernel_start_bound: float,
     remaining: Callable[[], float | None],
     cell_started: Callable[[], bool],
+    attempt_id: int | None = None,
 ) -> Any:
+    interrupted_at: float | None = None
     while True:
         thread.join(WATCHDOG_POLL)
         if not thread.is_alive():
@@ -175,6 +217,16 @@ def _watch(
         if _stopping.is_set():
             _abandon(thread, kernel, output, name, why="this process is stopping")
             raise Stopped(f"notebook {name} was stopped: this process is stopping")
+        reason = cancel_reason(attempt_id)
+        if reason is not None:
+            if interrupted_at is None:  # the cell ends in KeyboardInterrupt; papermill saves the notebook
+                interrupted_at = time.monotonic()
+                log.warning("notebook %s: interrupting its kernel: %s", name, reason)
+                interrupt_kernel(kernel)
+            elif time.monotonic() - interrupted_at > CANCEL_GRACE:
+                _abandon(thread, kernel, output, name, why=f"it did not stop within {CANCEL_GRACE:g} s of its interrupt ({reason})")
+                raise Cancelled(f"notebook {name} was stopped: {reason}")
+            continue
         starting = not cell_started()
         left = remaining()
         if starting and time.monotonic() - started > kernel_start_bound + WATCHDOG_GRACE:

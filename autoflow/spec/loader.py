@@ -16,9 +16,13 @@ from typing import Any
 from autoflow.date_stencil import DateStencil
 from autoflow.errors import ConfigError, Position, Problem
 from autoflow.parameters import canonical_json
+from autoflow.spec.durations import parse_duration
 from autoflow.spec.models import (
     AUTOMATIC_PARAMETERS,
+    CATCH_UP,
     CDR_TYPES,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RETRY_AFTER,
     OUTPUT_FORMATS,
     AutoFlowConfig,
     NotebookSpec,
@@ -41,8 +45,10 @@ TOP_KEYS = {"workflows": True, "available_dates_sensor": True}
 WORKFLOW_KEYS = {"name": True, "notebooks": True}
 NOTEBOOK_KEYS = {"filename": True, "parameters": False, "output": False, "timeout": False, "retries": False}
 OUTPUT_KEYS = {"format": True, "template": False}
-SENSOR_KEYS = {"schedule": True, "cdr_types": False, "workflows": True, "source": False}
-ENTRY_KEYS = {"workflow_name": True, "parameters": False, "earliest_date": False, "date_stencil": False}
+#: the run policy: per sensor entry, with defaults at the top of the sensor block
+POLICY_KEYS = {"max_attempts": False, "retry_after": False, "catch_up": False}
+SENSOR_KEYS = {"schedule": True, "cdr_types": False, "workflows": True, "source": False, **POLICY_KEYS, "max_runs_per_tick": False}
+ENTRY_KEYS = {"workflow_name": True, "parameters": False, "earliest_date": False, "date_stencil": False, **POLICY_KEYS}
 SOURCE_KEYS = {"type": True, "pattern": False}
 
 
@@ -479,6 +485,8 @@ def _sensor(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec]) -> 
                 schedule = str(s.value).strip()
     cdr_types = _cdr_types(check, node.child("cdr_types")) if "cdr_types" in node.value else None
     source = _source(check, node.child("source")) if "source" in node.value else SourceSpec()
+    defaults = _policy(check, node, {"max_attempts": DEFAULT_MAX_ATTEMPTS, "retry_after": DEFAULT_RETRY_AFTER, "catch_up": "all"})
+    max_runs = _count(check, node.child("max_runs_per_tick"), "max_runs_per_tick") if "max_runs_per_tick" in node.value else None
     entries: list[SensorEntry] = []
     if "workflows" in node.value:
         w = node.child("workflows")
@@ -486,11 +494,47 @@ def _sensor(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec]) -> 
             check.add(w.pos, f"'workflows' of 'available_dates_sensor' must be a non-empty list of entries with 'workflow_name', not {type_name(w.value)}")
         else:
             misspelt = _misspelt_references(check, workflows, w)
-            entries = [e for e in (_entry(check, item, workflows, misspelt) for item in w.elements()) if e is not None]
+            entries = [e for e in (_entry(check, item, workflows, misspelt, defaults) for item in w.elements()) if e is not None]
             _duplicate_entries(check, entries)
     if len(check.problems) > before or source is None:
         return None
-    return SensorSpec(schedule=schedule, workflows=tuple(entries), cdr_types=cdr_types, source=source, position=node.pos)
+    return SensorSpec(
+        schedule=schedule, workflows=tuple(entries), cdr_types=cdr_types, source=source, position=node.pos, max_runs_per_tick=max_runs
+    )
+
+
+def _count(check: _Checker, node: Node, key: str) -> int | None:
+    """A whole number of 1 or more (``null``: no bound)."""
+    if node.value is None:
+        return None
+    if isinstance(node.value, bool) or not isinstance(node.value, int) or node.value < 1:
+        check.add(node.pos, f"'{key}' must be a whole number of 1 or more, not {node.value!r}")
+        return None
+    return int(node.value)
+
+
+def _policy(check: _Checker, node: Node, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``max_attempts``, ``retry_after`` and ``catch_up`` of a sensor block or entry, over ``defaults``."""
+    policy = dict(defaults)
+    if "max_attempts" in node.value:
+        count = _count(check, node.child("max_attempts"), "max_attempts")
+        if count is not None:
+            policy["max_attempts"] = count
+        elif node.value["max_attempts"] is None:
+            check.add(node.child("max_attempts").pos, "'max_attempts' must be a whole number of 1 or more, not null")
+    if "retry_after" in node.value:
+        r = node.child("retry_after")
+        try:
+            policy["retry_after"] = parse_duration(r.value)
+        except ValueError as exc:
+            check.add(r.pos, f"'retry_after' {exc} (0: retry on the next tick)")
+    if "catch_up" in node.value:
+        c = node.child("catch_up")
+        if c.value not in CATCH_UP:
+            check.add(c.pos, f"'catch_up' must be {_quote_list(CATCH_UP)}, not {c.value!r}{_did_you_mean(str(c.value), CATCH_UP)}")
+        else:
+            policy["catch_up"] = str(c.value)
+    return policy
 
 
 def _cdr_types(check: _Checker, node: Node) -> tuple[str, ...] | None:
@@ -537,7 +581,9 @@ def _source(check: _Checker, node: Node) -> SourceSpec | None:
     return SourceSpec(type=str(kind), pattern=pattern, position=node.pos) if kind else None
 
 
-def _entry(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec], misspelt: dict[str, set[str]]) -> SensorEntry | None:
+def _entry(
+    check: _Checker, node: Node, workflows: dict[str, WorkflowSpec], misspelt: dict[str, set[str]], defaults: dict[str, Any]
+) -> SensorEntry | None:
     """One sensor entry; ``misspelt`` (workflow -> references) were reported at their notebook already."""
     if not check.mapping(node, "a sensor entry", ENTRY_KEYS):
         return None
@@ -590,6 +636,7 @@ def _entry(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec], miss
             )
     earliest = _earliest_date(check, node.child("earliest_date")) if "earliest_date" in node.value else None
     stencil = _stencil(check, node.child("date_stencil")) if "date_stencil" in node.value else DateStencil()
+    policy = _policy(check, node, defaults)
     if len(check.problems) > before or not known or stencil is None or name is None:
         return None
     return SensorEntry(
@@ -598,6 +645,7 @@ def _entry(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec], miss
         earliest_date=earliest,
         date_stencil=stencil,
         position=node.pos,
+        **policy,
     )
 
 

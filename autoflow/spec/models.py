@@ -11,11 +11,15 @@ from typing import Any
 
 from autoflow.date_stencil import DateStencil
 from autoflow.errors import Position
+from autoflow.parameters import params_hash
 
 #: parameters AutoFlow supplies to notebooks by itself
 AUTOMATIC_PARAMETERS = ("reference_date", "date_ranges", "flowapi_url")
 CDR_TYPES = ("calls", "sms", "mds", "topups")
 OUTPUT_FORMATS = ("pdf",)
+CATCH_UP = ("all", "latest")
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_RETRY_AFTER = 600.0
 
 
 def frozen_map(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -110,6 +114,12 @@ class SensorEntry:
     earliest_date: dt.date | None = None
     date_stencil: DateStencil = field(default_factory=DateStencil)
     position: Position | None = field(default=None, compare=False)
+    #: attempts a run gets before it gives up (a rerun starts a new budget)
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    #: seconds to wait after a failed attempt (doubling per attempt, capped at a day); 0: next tick
+    retry_after: float = DEFAULT_RETRY_AFTER
+    #: "all": every due date; "latest": only the newest due date, the others are skipped
+    catch_up: str = "all"
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,12 @@ class SensorSpec:
     cdr_types: tuple[str, ...] | None = None
     source: SourceSpec = field(default_factory=SourceSpec)
     position: Position | None = field(default=None, compare=False)
+    #: at most this many runs start per tick (None: no bound)
+    max_runs_per_tick: int | None = None
+
+    def entry_for(self, workflow: str, digest: str) -> SensorEntry | None:
+        """The entry that plans runs of ``workflow`` with parameters hashing to ``digest``, if any."""
+        return next((e for e in self.workflows if e.workflow_name == workflow and params_hash(e.parameters) == digest), None)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ class Attempt:
     trigger: str
     #: where it executes or executed (Prefect worker, host, pid); None until a process took its lease
     executor: str | None = None
+    #: when ``autoflow cancel`` asked for this attempt to stop, and who asked (None: never asked)
+    cancel_requested_at: dt.datetime | None = None
+    cancel_requested_by: str | None = None
 
     @property
     def key(self) -> RunKey:
@@ -67,6 +70,8 @@ class Attempt:
             "trigger": self.trigger,
             "flow_run_id": self.flow_run_id,
             "executor": self.executor,
+            "cancel_requested_at": None if self.cancel_requested_at is None else self.cancel_requested_at.isoformat(),
+            "cancel_requested_by": self.cancel_requested_by,
         }
 
 
@@ -98,4 +103,6 @@ def attempt_from_row(row: Mapping[Any, Any]) -> Attempt:
         flow_run_id=row["flow_run_id"],
         trigger=row["trigger"],
         executor=row.get("executor"),
+        cancel_requested_at=row.get("cancel_requested_at"),
+        cancel_requested_by=row.get("cancel_requested_by"),
     )

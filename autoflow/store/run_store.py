@@ -169,12 +169,14 @@ class RunStore:
 
         Keyed by ``(workflow, params_hash, reference_date)``. Unlike :meth:`latest_attempts` it
         reads no parameters, date ranges or output lists, only the short columns (a heartbeat
-        only for running attempts, the start of the error only for failed ones), so a tick over
-        years of history stays cheap.
+        only for running attempts, the start of the error only for failed or cancelled ones, the
+        end only for failed ones, and ``budget_from``: the attempt the retry budget counts from,
+        the latest one an operator started, else 1), so a tick over years of history stays cheap.
         """
         if not workflows:
             return {}
         newer = run_attempts.alias("newer")
+        by_hand = run_attempts.alias("by_hand")
         running = _runs.state == "running"
         statement = sa.select(
             _runs.workflow,
@@ -182,8 +184,20 @@ class RunStore:
             _runs.reference_date,
             _runs.state,
             _runs.attempt,
+            _runs.id,
             sa.case((running, _runs.heartbeat_at), else_=sa.null()).label("heartbeat_at"),
-            sa.case((_runs.state == "failed", sa.func.substr(_runs.error, 1, ERROR_PREFIX_CHARS)), else_=sa.null()).label("error"),
+            sa.case((_runs.state.in_(("failed", "cancelled")), sa.func.substr(_runs.error, 1, ERROR_PREFIX_CHARS)), else_=sa.null()).label("error"),
+            sa.case((_runs.state == "failed", _runs.finished_at), else_=sa.null()).label("finished_at"),
+            # the retry budget counts from the latest attempt an operator started (rerun, backfill, trigger)
+            sa.select(sa.func.coalesce(sa.func.max(by_hand.c.attempt), 1))
+            .where(
+                by_hand.c.workflow == _runs.workflow,
+                by_hand.c.params_hash == _runs.params_hash,
+                by_hand.c.reference_date == _runs.reference_date,
+                by_hand.c.trigger != "sensor",
+            )
+            .scalar_subquery()
+            .label("budget_from"),
         ).where(
             _runs.workflow.in_(sorted(set(workflows))),
             ~sa.exists().where(
@@ -317,6 +331,57 @@ class RunStore:
         with self._transaction("read the queued runs") as connection:
             return [attempt_from_row(row) for row in connection.execute(statement).mappings()]
 
+    def request_cancel(self, attempt_id: int, *, by: str) -> str:
+        """Ask attempt ``attempt_id`` to stop; returns what happened:
+
+        ``"cancelled"``: no process had taken it yet (queued, or claimed and not started), so it
+        is recorded cancelled at once and will never execute; ``"requested"``: it is executing,
+        and the lease of the process executing it stops it within seconds; ``"already
+        requested"``; or the state it has ended in (``"success"``, ``"failed"``, ``"cancelled"``).
+        Raises RunStoreError when the history has no such attempt.
+        """
+        now = _now()
+        by = by[:255]
+        error = f"cancelled by {by} before it started"
+        with self._transaction(f"cancel run attempt {attempt_id}", write=True) as connection:
+            unstarted = connection.execute(
+                run_attempts.update()
+                .where(_runs.id == attempt_id, _runs.state == "running", _runs.executor.is_(None))
+                .values(state="cancelled", finished_at=now, error=error, cancel_requested_at=now, cancel_requested_by=by)
+            ).rowcount
+            if unstarted:
+                return "cancelled"
+            requested = connection.execute(
+                run_attempts.update()
+                .where(_runs.id == attempt_id, _runs.state == "running", _runs.cancel_requested_at.is_(None))
+                .values(cancel_requested_at=now, cancel_requested_by=by)
+            ).rowcount
+            if requested:
+                return "requested"
+            row = connection.execute(sa.select(_runs.state).where(_runs.id == attempt_id)).one_or_none()
+        if row is None:
+            raise RunStoreError(f"there is no run attempt {attempt_id} in the run history at {self.display_url}; `autoflow status` lists their ids")
+        return "already requested" if row.state == "running" else str(row.state)
+
+    def cancel_requested(self, attempt_id: int) -> str | None:
+        """Who asked attempt ``attempt_id`` to stop (and when), if anyone did: one short read."""
+        statement = sa.select(_runs.cancel_requested_at, _runs.cancel_requested_by).where(_runs.id == attempt_id)
+        with self._transaction(f"read whether run attempt {attempt_id} is to stop") as connection:
+            row = connection.execute(statement).one_or_none()
+        if row is None or row.cancel_requested_at is None:
+            return None
+        return f"{row.cancel_requested_by} at {row.cancel_requested_at:%Y-%m-%d %H:%M:%S} UTC"
+
+    def attempts_of(self, key: RunKey) -> list[Attempt]:
+        """Every attempt of one run, oldest first."""
+        statement = (
+            sa.select(run_attempts)
+            .where(_runs.workflow == key.workflow, _runs.params_hash == key.params_hash, _runs.reference_date == key.reference_date)
+            .order_by(_runs.attempt)
+        )
+        with self._transaction("read a run's attempts") as connection:
+            return [attempt_from_row(row) for row in connection.execute(statement).mappings()]
+
     def set_flow_run_id(self, attempt_id: int, flow_run_id: str) -> None:
         """Record the Prefect flow run executing an attempt."""
         statement = run_attempts.update().where(_runs.id == attempt_id).values(flow_run_id=flow_run_id)
@@ -334,8 +399,9 @@ class RunStore:
         notebooks: Sequence[str] = (),
         reports: Sequence[str] = (),
         retry_for: float = 0.0,
+        cancelled: bool = False,
     ) -> bool:
-        """Mark a running attempt succeeded or failed, with its outputs.
+        """Mark a running attempt succeeded, failed or (``cancelled``, not succeeded) cancelled, with its outputs.
 
         Returns False, changing nothing, if the attempt was no longer running (for instance
         it was declared abandoned meanwhile). While the database fails (say it is restarting),
@@ -347,7 +413,7 @@ class RunStore:
         waited = False
         while True:
             try:
-                found = self._finish(attempt_id, success, error, notebooks, reports)
+                found = self._finish(attempt_id, "success" if success else "cancelled" if cancelled else "failed", error, notebooks, reports)
             except RunStoreError as exc:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -362,13 +428,13 @@ class RunStore:
                 log.info("recorded the end of run attempt %d: the run history database is back", attempt_id)
             return found
 
-    def _finish(self, attempt_id: int, success: bool, error: str | None, notebooks: Sequence[str], reports: Sequence[str]) -> bool:
+    def _finish(self, attempt_id: int, state: str, error: str | None, notebooks: Sequence[str], reports: Sequence[str]) -> bool:
         now = _now()
         statement = (
             run_attempts.update()
             .where(_runs.id == attempt_id, _runs.state == "running")
             .values(
-                state="success" if success else "failed",
+                state=state,
                 finished_at=now,
                 heartbeat_at=now,
                 error=error,
@@ -410,6 +476,10 @@ class RunStore:
             return expired
         with self._transaction("mark abandoned runs as failed", write=True) as connection:
             for attempt, error in verdicts:
+                # asked to stop and then lost: what the operator asked for, not a failure to retry
+                state = "failed" if attempt.cancel_requested_at is None else "cancelled"
+                if state == "cancelled":
+                    error = f"cancelled by {attempt.cancel_requested_by}; the run then lost its process ({error})"
                 # unchanged since we looked: no heartbeat or finish slipped in meanwhile
                 statement = (
                     run_attempts.update()
@@ -418,16 +488,17 @@ class RunStore:
                         _runs.state == "running",
                         _runs.heartbeat_at == attempt.heartbeat_at,
                     )
-                    .values(state="failed", finished_at=now, error=error)
+                    .values(state=state, finished_at=now, error=error)
                 )
                 if connection.execute(statement).rowcount:
-                    expired.append(dataclasses.replace(attempt, state="failed", finished_at=now, error=error))
+                    expired.append(dataclasses.replace(attempt, state=state, finished_at=now, error=error))
         for attempt in expired:
             log.warning(
-                "%s for %s (attempt %d) marked failed: %s",
+                "%s for %s (attempt %d) marked %s: %s",
                 attempt.workflow,
                 attempt.reference_date.isoformat(),
                 attempt.attempt,
+                attempt.state,
                 attempt.error,
             )
         return expired

@@ -12,8 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-STATES = ("running", "success", "failed")
-TRIGGERS = ("sensor", "manual")
+STATES = ("running", "success", "failed", "cancelled")
+#: sensor: planned by a tick; manual: `autoflow trigger`; rerun: `autoflow rerun`; backfill: `autoflow backfill`
+TRIGGERS = ("sensor", "manual", "rerun", "backfill")
 
 #: Alembic's own bookkeeping table; prefixed so AutoFlow can share a database with other apps.
 VERSION_TABLE = "autoflow_alembic_version"
@@ -71,8 +72,11 @@ run_attempts = sa.Table(
     sa.Column("trigger", sa.String(16), nullable=False),
     # where the attempt executes ("worker-1 on host-a, pid 123"); NULL until a process takes its lease
     sa.Column("executor", sa.String(255), nullable=True),
-    sa.CheckConstraint("state IN ('running', 'success', 'failed')", name="state"),
-    sa.CheckConstraint("trigger IN ('sensor', 'manual')", name="trigger"),
+    # `autoflow cancel` asked for this attempt to stop (when, and who asked); its lease sees it
+    sa.Column("cancel_requested_at", UTCDateTime, nullable=True),
+    sa.Column("cancel_requested_by", sa.String(255), nullable=True),
+    sa.CheckConstraint("state IN ('running', 'success', 'failed', 'cancelled')", name="state"),
+    sa.CheckConstraint("trigger IN ('sensor', 'manual', 'rerun', 'backfill')", name="trigger"),
     sa.CheckConstraint("attempt >= 1", name="attempt"),
     # The claim: attempt N+1 of a run can be inserted once, by whoever gets there first.
     # Its index also serves "latest attempt of every run" (an index probe per row).
