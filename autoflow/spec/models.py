@@ -16,6 +16,9 @@ from autoflow.errors import Position
 AUTOMATIC_PARAMETERS = ("reference_date", "date_ranges", "flowapi_url")
 CDR_TYPES = ("calls", "sms", "mds", "topups")
 OUTPUT_FORMATS = ("pdf",)
+#: what a notification target can be told about
+NOTIFICATION_EVENTS = ("failure", "gave_up", "recovery", "success", "late_data")
+DEFAULT_NOTIFICATION_EVENTS = frozenset({"failure", "gave_up", "recovery", "late_data"})
 
 
 def frozen_map(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -110,6 +113,8 @@ class SensorEntry:
     earliest_date: dt.date | None = None
     date_stencil: DateStencil = field(default_factory=DateStencil)
     position: Position | None = field(default=None, compare=False)
+    #: seconds without a new reference date before a ``late_data`` notification; None: never
+    late_data_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -124,9 +129,20 @@ class SensorSpec:
 
 
 @dataclass(frozen=True)
+class NotificationSpec:
+    """One notification target: an Apprise URL and the events it is sent."""
+
+    #: the URL as written, ``${NAME}`` references to secrets not filled in (repr hides it all the same)
+    url_template: str = field(repr=False)
+    events: frozenset[str] = DEFAULT_NOTIFICATION_EVENTS
+    position: Position | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class AutoFlowConfig:
     """A whole, validated workflows.yml."""
 
     inputs_dir: Path
     workflows: Mapping[str, WorkflowSpec]
     sensor: SensorSpec
+    notifications: tuple[NotificationSpec, ...] = ()
