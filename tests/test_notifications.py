@@ -318,8 +318,7 @@ def test_secrets_of_autoflow_are_redacted_and_long_reasons_shortened(tmp_path: P
 
 def test_no_targets_no_threads(tmp_path: Path) -> None:
     sender = notifier(tmp_path)
-    before = threading.active_count()
     sender.run_ended(attempt("failed", error="boom"), previous=None, gave_up=True, notebook=None)
     sender.check_late_data([SensorEntry("w", late_data_after=1)], {0: DAY}, dt.datetime(2024, 1, 1))
     sender.close()
-    assert threading.active_count() == before
+    assert not [t for t in threading.enumerate() if t.name.startswith("autoflow-notify")]
