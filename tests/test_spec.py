@@ -490,3 +490,71 @@ def test_parameters_cell_with_chained_and_multiline_assignments(inputs: Path) ->
 def test_parameters_cell_that_is_not_valid_python_is_read_by_papermill(inputs: Path) -> None:
     (inputs / "a.ipynb").write_text(json.dumps(notebook_with_parameters("country = 'x'\nday = None\nranges = {{ template }}\nurl = None")))
     assert load(inputs, VALID).workflows["flows"].notebooks["run"].declared_parameters == ("country", "day", "ranges", "url")
+
+
+# -- notifications and late_data -------------------------------------------------------------
+
+NOTIFY = VALID + "notifications:\n"  # VALID has 28 lines: the first target is at line 30
+
+
+def test_notifications_and_late_data_build_models(inputs: Path) -> None:
+    text = NOTIFY + "  - url: 'json://127.0.0.1:8080/hook'\n  - url: slack://${SLACK_A}/${SLACK_B}/${SLACK_C}\n    events: [success, failure]\n  - url: ${WHOLE_URL}\n"
+    config = load(inputs, text.replace("earliest_date: 2016-01-01", "earliest_date: 2016-01-01\n      late_data: {after: 2 days}"))
+    hook, slack, whole = config.notifications
+    assert hook.url_template == "json://127.0.0.1:8080/hook"
+    assert hook.events == {"failure", "gave_up", "recovery", "late_data"}
+    assert slack.events == {"success", "failure"} and "SLACK_A" not in repr(slack)
+    assert whole.url_template == "${WHOLE_URL}"
+    assert config.sensor.workflows[0].late_data_after == 2 * 86400
+
+
+def test_no_notifications_by_default(inputs: Path) -> None:
+    config = load(inputs, VALID)
+    assert config.notifications == () and config.sensor.workflows[0].late_data_after is None
+
+
+def test_unknown_notification_event(inputs: Path) -> None:
+    found = problems(inputs, NOTIFY + "  - url: json://host/hook\n    events: [failure, gaveup]\n")
+    assert found == [
+        "workflows.yml:31:23: unknown notification event 'gaveup' (did you mean 'gave_up'?); "
+        "use any of 'failure', 'gave_up', 'recovery', 'success', 'late_data'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("target", "line", "col", "fragment"),
+    [
+        ("- events: [failure]", 30, 5, "a notification target is missing the required key 'url'"),
+        ("- url: json://host\n    event: [failure]", 31, 5, "unknown key 'event' in a notification target (did you mean 'events'?)"),
+        ("- url: json://host\n    events: []", 31, 13, "notification 'events' must be a non-empty list"),
+        ("- url: 7", 30, 10, "notification 'url' must be a non-empty string, not an integer"),
+        ("- url: slakc://a/b/c", 30, 10, "'slakc://' is not a notification service Apprise knows (did you mean 'slack://'?)"),
+        ("- url: hooks.example.org/x", 30, 10, "it is not an Apprise URL"),
+        ("- url: json://${1TOKEN}/x", 30, 10, "'${1TOKEN}' is not a valid secret reference"),
+        ("- url: json://${}/x", 30, 10, "'${}' is not a valid secret reference"),
+        ("- url: json://host/${TOKEN", 30, 10, "a '${' is not closed"),
+        ("- just a string", 30, 5, "a notification target must be a mapping"),
+    ],
+)
+def test_invalid_notification_targets(inputs: Path, target: str, line: int, col: int, fragment: str) -> None:
+    found = problems(inputs, NOTIFY + "  " + target + "\n")
+    assert has(found, line, fragment, col=col), found
+    assert all("\n" not in p for p in found)
+
+
+def test_notifications_must_be_a_list(inputs: Path) -> None:
+    assert has(problems(inputs, VALID + "notifications: json://host\n"), 29, "'notifications' must be a list of targets", col=16)
+
+
+@pytest.mark.parametrize(
+    ("late_data", "col", "fragment"),
+    [
+        ("{after: 2 dayz}", 26, "'after' of 'late_data' must be a number of seconds or a duration such as 30s"),
+        ("{after: 0}", 26, "'after' of 'late_data' must be longer than 0"),
+        ("{aftr: 2d}", 19, "unknown key 'aftr' in 'late_data' of a sensor entry (did you mean 'after'?)"),
+        ("2 days", 18, "'late_data' of a sensor entry must be a mapping with keys 'after'"),
+    ],
+)
+def test_invalid_late_data(inputs: Path, late_data: str, col: int, fragment: str) -> None:
+    text = VALID.replace("earliest_date: 2016-01-01", f"earliest_date: 2016-01-01\n      late_data: {late_data}")
+    assert has(problems(inputs, text), 28, fragment, col=col), problems(inputs, text)

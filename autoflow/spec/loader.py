@@ -24,8 +24,11 @@ from autoflow.spec.models import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_AFTER,
     OUTPUT_FORMATS,
+    DEFAULT_NOTIFICATION_EVENTS,
+    NOTIFICATION_EVENTS,
     AutoFlowConfig,
     NotebookSpec,
+    NotificationSpec,
     OutputSpec,
     SensorEntry,
     SensorSpec,
@@ -33,7 +36,9 @@ from autoflow.spec.models import (
     WorkflowSpec,
     frozen_map,
 )
+from autoflow.spec.durations import parse_duration
 from autoflow.spec.notebook_parameters import HOW_TO_TAG, parameters_cell
+from autoflow.spec.notification_urls import template_problem
 from autoflow.spec.schedule import cron_problem
 from autoflow.spec.yamlfile import MAX_FILE_BYTES, Node, YAMLFileError, check_size, parse, to_plain, type_name
 
@@ -41,15 +46,17 @@ CONFIG_FILENAME = "workflows.yml"
 SOURCE_TYPES = ("flowapi", "directory")
 
 # key -> required?  (keys are checked in this order)
-TOP_KEYS = {"workflows": True, "available_dates_sensor": True}
+TOP_KEYS = {"workflows": True, "available_dates_sensor": True, "notifications": False}
 WORKFLOW_KEYS = {"name": True, "notebooks": True}
 NOTEBOOK_KEYS = {"filename": True, "parameters": False, "output": False, "timeout": False, "retries": False}
 OUTPUT_KEYS = {"format": True, "template": False}
 #: the run policy: per sensor entry, with defaults at the top of the sensor block
 POLICY_KEYS = {"max_attempts": False, "retry_after": False, "catch_up": False}
 SENSOR_KEYS = {"schedule": True, "cdr_types": False, "workflows": True, "source": False, **POLICY_KEYS, "max_runs_per_tick": False}
-ENTRY_KEYS = {"workflow_name": True, "parameters": False, "earliest_date": False, "date_stencil": False, **POLICY_KEYS}
+ENTRY_KEYS = {"workflow_name": True, "parameters": False, "earliest_date": False, "date_stencil": False, **POLICY_KEYS, "late_data": False}
 SOURCE_KEYS = {"type": True, "pattern": False}
+NOTIFICATION_KEYS = {"url": True, "events": False}
+LATE_DATA_KEYS = {"after": True}
 
 
 def _quote_list(names: Any) -> str:
@@ -260,6 +267,7 @@ def load_config_text(data: bytes, *, inputs_dir: Path, file: str = CONFIG_FILENA
     check = _Checker(inputs_dir, file)
     workflows: dict[str, WorkflowSpec] = {}
     sensor: SensorSpec | None = None
+    notifications: tuple[NotificationSpec, ...] = ()
     if check.mapping(root, CONFIG_FILENAME, TOP_KEYS):
         if "workflows" in root.value:
             workflows = _workflows(check, root.child("workflows"))
@@ -267,9 +275,11 @@ def load_config_text(data: bytes, *, inputs_dir: Path, file: str = CONFIG_FILENA
             check.workflow_names_known = False
         if "available_dates_sensor" in root.value:
             sensor = _sensor(check, root.child("available_dates_sensor"), workflows)
+        if "notifications" in root.value:
+            notifications = _notifications(check, root.child("notifications"))
     if check.problems or sensor is None:
         raise ConfigError(check.problems)
-    return AutoFlowConfig(inputs_dir=inputs_dir, workflows=frozen_map(workflows), sensor=sensor)
+    return AutoFlowConfig(inputs_dir=inputs_dir, workflows=frozen_map(workflows), sensor=sensor, notifications=notifications)
 
 
 # -- workflows --------------------------------------------------------------------------------
@@ -637,6 +647,7 @@ def _entry(
     earliest = _earliest_date(check, node.child("earliest_date")) if "earliest_date" in node.value else None
     stencil = _stencil(check, node.child("date_stencil")) if "date_stencil" in node.value else DateStencil()
     policy = _policy(check, node, defaults)
+    late_data_after = _late_data(check, node.child("late_data")) if "late_data" in node.value else None
     if len(check.problems) > before or not known or stencil is None or name is None:
         return None
     return SensorEntry(
@@ -646,6 +657,7 @@ def _entry(
         date_stencil=stencil,
         position=node.pos,
         **policy,
+        late_data_after=late_data_after,
     )
 
 
@@ -741,6 +753,68 @@ def _duplicate_entries(check: _Checker, entries: list[SensorEntry]) -> None:
             )
         else:
             seen[key] = entry
+
+
+# -- notifications ----------------------------------------------------------------------------
+
+
+def _notifications(check: _Checker, node: Node) -> tuple[NotificationSpec, ...]:
+    """The top-level ``notifications`` list: Apprise URLs and the events each is sent."""
+    if node.value is None:
+        return ()
+    if not node.is_sequence:
+        check.add(node.pos, f"'notifications' must be a list of targets, each with 'url' and optional 'events', not {type_name(node.value)}")
+        return ()
+    targets: list[NotificationSpec] = []
+    for item in node.elements():
+        if not check.mapping(item, "a notification target", NOTIFICATION_KEYS):
+            continue
+        url = check.string(item, "url", "notification 'url'") if "url" in item.value else None
+        if url is not None:
+            problem = template_problem(url)
+            if problem:
+                check.add(item.child("url").pos, f"notification 'url': {problem}")
+                url = None
+        events = _events(check, item.child("events")) if "events" in item.value else DEFAULT_NOTIFICATION_EVENTS
+        if url is not None and events is not None:
+            targets.append(NotificationSpec(url_template=url, events=events, position=item.pos))
+    return tuple(targets)
+
+
+def _events(check: _Checker, node: Node) -> frozenset[str] | None:
+    if not node.is_sequence or len(node.value) == 0:
+        check.add(
+            node.pos,
+            f"notification 'events' must be a non-empty list drawn from {_quote_list(NOTIFICATION_EVENTS)} "
+            f"(or omitted for {_quote_list(e for e in NOTIFICATION_EVENTS if e in DEFAULT_NOTIFICATION_EVENTS)}), "
+            f"not {'an empty list' if node.is_sequence else type_name(node.value)}",
+        )
+        return None
+    events: set[str] = set()
+    ok = True
+    for item in node.elements():
+        if item.value not in NOTIFICATION_EVENTS:
+            check.add(item.pos, f"unknown notification event {item.value!r}{_did_you_mean(item.value, NOTIFICATION_EVENTS)}; use any of {_quote_list(NOTIFICATION_EVENTS)}")
+            ok = False
+        else:
+            events.add(str(item.value))
+    return frozenset(events) if ok else None
+
+
+def _late_data(check: _Checker, node: Node) -> float | None:
+    """A sensor entry's ``late_data: {after: DURATION}`` in seconds (None when null or invalid)."""
+    if node.value is None or not check.mapping(node, "'late_data' of a sensor entry", LATE_DATA_KEYS) or "after" not in node.value:
+        return None
+    after = node.child("after")
+    try:
+        seconds = parse_duration(after.value)
+    except ValueError as exc:
+        check.add(after.pos, f"'after' of 'late_data' {exc}")
+        return None
+    if seconds <= 0:
+        check.add(after.pos, "'after' of 'late_data' must be longer than 0, such as '2 days'")
+        return None
+    return seconds
 
 
 __all__ = ["CONFIG_FILENAME", "load_config", "load_config_text"]

@@ -20,6 +20,9 @@ OUTPUT_FORMATS = ("pdf",)
 CATCH_UP = ("all", "latest")
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_RETRY_AFTER = 600.0
+#: what a notification target can be told about
+NOTIFICATION_EVENTS = ("failure", "gave_up", "recovery", "success", "late_data")
+DEFAULT_NOTIFICATION_EVENTS = frozenset({"failure", "gave_up", "recovery", "late_data"})
 
 
 def frozen_map(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -120,6 +123,8 @@ class SensorEntry:
     retry_after: float = DEFAULT_RETRY_AFTER
     #: "all": every due date; "latest": only the newest due date, the others are skipped
     catch_up: str = "all"
+    #: seconds without a new reference date before a ``late_data`` notification; None: never
+    late_data_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -140,9 +145,20 @@ class SensorSpec:
 
 
 @dataclass(frozen=True)
+class NotificationSpec:
+    """One notification target: an Apprise URL and the events it is sent."""
+
+    #: the URL as written, ``${NAME}`` references to secrets not filled in (repr hides it all the same)
+    url_template: str = field(repr=False)
+    events: frozenset[str] = DEFAULT_NOTIFICATION_EVENTS
+    position: Position | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class AutoFlowConfig:
     """A whole, validated workflows.yml."""
 
     inputs_dir: Path
     workflows: Mapping[str, WorkflowSpec]
     sensor: SensorSpec
+    notifications: tuple[NotificationSpec, ...] = ()
