@@ -26,11 +26,11 @@ from autoflow.errors import SettingsError
 from autoflow.redaction import Redactor
 from autoflow.settings import Secret, Settings, read_secret
 from autoflow.spec.durations import describe_duration
-from autoflow.spec.models import AutoFlowConfig, NotificationSpec, SensorEntry
+from autoflow.spec.models import DEFAULT_MAX_ATTEMPTS, AutoFlowConfig, NotificationSpec, SensorEntry
 from autoflow.spec.notification_urls import references, shown_url, substitute
 from autoflow.store.attempts import Attempt
 
-__all__ = ["NotificationError", "Notifier", "resolve_url"]
+__all__ = ["NotificationError", "Notifier", "notify_run_end", "resolve_url"]
 
 log = logging.getLogger(__name__)
 
@@ -379,3 +379,28 @@ def _short_reason(error: str | None) -> str:
 
 def _parameters(parameters: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in parameters.items()) or "none"
+
+
+def notify_run_end(notifier: Notifier, config: AutoFlowConfig, store: Any, attempt_id: int) -> None:
+    """Tell ``notifier`` how run attempt ``attempt_id`` ended, as the run history has it: whether
+    it used the run's last attempt (its sensor entry's ``max_attempts``, counted from the latest
+    attempt an operator started) and how the attempt before it ended. Never raises."""
+    if not config.notifications:
+        return
+    try:
+        attempt = store.attempt(attempt_id)
+        if attempt is None or attempt.state not in ("failed", "success"):
+            return
+        attempts = [a for a in store.attempts_of(attempt.key) if a.attempt <= attempt.attempt]
+        previous = attempts[-2] if len(attempts) > 1 else None
+        entry = config.sensor.entry_for(attempt.workflow, attempt.params_hash)
+        max_attempts = entry.max_attempts if entry is not None else DEFAULT_MAX_ATTEMPTS
+        budget_from = max((a.attempt for a in attempts if a.trigger != "sensor"), default=1)
+        used = attempt.attempt - budget_from + 1
+        failed_notebook = next((n for n in reversed(attempt.notebooks)), None)
+        notifier.run_ended(
+            attempt, previous=previous, gave_up=attempt.state == "failed" and used >= max_attempts,
+            notebook=failed_notebook, max_attempts=budget_from + max_attempts - 1,
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - a notification never fails a run
+        log.warning("could not notify the end of run attempt %d: %s", attempt_id, exc)

@@ -160,7 +160,8 @@ def plan(
     """Due runs (oldest reference date first), skip counts, and (``detail``) every skip's reason.
 
     A failed run is due again once its entry's ``retry_after`` (doubling per attempt) has passed
-    since its end, until it has used ``max_attempts`` (then it has given up); a cancelled run waits
+    since its end (at once when its process was stopped or died: interrupted, abandoned), until
+    it has used ``max_attempts`` (then it has given up); a cancelled run waits
     for ``autoflow rerun``. An entry with ``catch_up: latest`` runs only its newest due date; at
     most ``max_runs_per_tick`` runs are due in all (the oldest), the rest wait for a later tick.
     """
@@ -206,7 +207,7 @@ def plan(
                 if used >= entry.max_attempts:
                     skip(day, GAVE_UP, f"gave up after {used} attempt(s) (last: {_first_line(prior.error) if prior.state == 'failed' else 'abandoned'}); `autoflow rerun {prior.id}` runs it again")
                     continue
-                if prior.state == "failed" and prior.finished_at is not None:
+                if prior.state == "failed" and prior.finished_at is not None and not _lost(prior.error):
                     retry_at = prior.finished_at + dt.timedelta(seconds=retry_delay(entry.retry_after, used))
                     if retry_at > now:
                         skip(day, WAITING_FOR_RETRY, f"waiting for retry until {retry_at:%Y-%m-%d %H:%M:%S} UTC (attempt {prior.attempt} of {prior.budget_from + entry.max_attempts - 1} failed: {_first_line(prior.error)})")
@@ -262,6 +263,15 @@ def plan(
                 skipped.append(SkippedRun(run.workflow, run.parameters, run.reference_date, f"max_runs_per_tick ({max_runs_per_tick}) reached: due, runs on a later tick", OVER_TICK_LIMIT))
         due = due[:max_runs_per_tick]
     return Plan(due=tuple(run for _, _, run in due), skipped=tuple(skipped), available_dates=available, skip_counts=dict(counts))
+
+
+#: how the errors of attempts that did not fail on their own merits begin: their process was
+#: stopped or died (``lease``, ``RunStore.expire_abandoned``); they run again without a wait
+LOST_PREFIXES = ("interrupted", "abandoned")
+
+
+def _lost(error: str | None) -> bool:
+    return error is not None and error.startswith(LOST_PREFIXES)
 
 
 def _first_line(error: str | None) -> str:

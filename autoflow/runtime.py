@@ -10,11 +10,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from autoflow.lease import LeaseTracker
 from autoflow.settings import Settings
 from autoflow.spec.models import AutoFlowConfig
 from autoflow.store import RunStore
+
+if TYPE_CHECKING:
+    from autoflow.notifications import Notifier
 
 
 def _config_key(inputs_dir: Path) -> tuple[int, int]:
@@ -39,6 +43,7 @@ class RunRuntime:
         self._config_key = _config_key(settings.inputs_dir) if config is not None else None
         self._store = store
         self._owns_store = store is None
+        self._notifier: Notifier | None = None
 
     def config(self) -> AutoFlowConfig:
         """The parsed workflows.yml (raises :class:`autoflow.errors.ConfigError` if it no longer loads)."""
@@ -62,6 +67,28 @@ class RunRuntime:
                 self._store = RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked)
             return self._store
 
+    @property
+    def notifier(self) -> Notifier:
+        """The notifier of workflows.yml's ``notifications`` (made on first use; closed with the runtime)."""
+        from autoflow.notifications import Notifier
+
+        config = self.config()
+        with self._lock:
+            if self._notifier is None:
+                self._notifier = Notifier(config, self.settings)
+            return self._notifier
+
+    def notify_end(self, attempt_id: int) -> None:
+        """Send the notifications of a run attempt's end (in the background; never raises)."""
+        from autoflow.notifications import notify_run_end
+
+        try:
+            config = self.config()
+        except Exception:  # noqa: BLE001 - workflows.yml no longer loads: the run's error says so
+            return
+        if config.notifications:
+            notify_run_end(self.notifier, config, self.store, attempt_id)
+
     def serves(self, settings: Settings) -> bool:
         """Whether runs with ``settings`` can use this runtime (same inputs, outputs and database)."""
         mine = self.settings
@@ -72,6 +99,9 @@ class RunRuntime:
         back into the database file and removes the -wal/-shm files)."""
         with self._lock:
             store, self._store = self._store, (None if self._owns_store else self._store)
+            notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier.close()
         if store is not None and self._owns_store:
             store.close()
 

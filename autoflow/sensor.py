@@ -7,6 +7,7 @@ run concurrently (up to ``AUTOFLOW_MAX_PARALLEL_RUNS``) and show under it in the
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -71,20 +72,38 @@ class Sensor:
         """Ask the source and the run history what is due now (reads only)."""
         return current_plan(self.config, self.settings, self.store, self.source, detail=log.isEnabledFor(logging.DEBUG))
 
+    @property
+    def runtime(self) -> RunRuntime:
+        return self.launcher.runtime
+
     def tick(self) -> TickResult:
-        """One tick: expire abandoned runs, plan, and launch every due run."""
+        """One tick: expire abandoned runs, plan, and launch every due run; then report what
+        notifications could not be delivered."""
+        try:
+            return self._tick()
+        finally:
+            if self.config.notifications:
+                self.runtime.notifier.flush_tick()
+
+    def _tick(self) -> TickResult:
         result = TickResult()
         log.info("tick: asking %s for available dates", self.source.describe())
         try:
             expired = self.store.expire_abandoned()
             if self.pool is not None:
                 self.pool.cancel_orphans(expired)
+            for attempt in expired:
+                self.runtime.notify_end(attempt.id)
             current = self.plan()
         except AutoFlowError as exc:
             result.error = str(exc)
             log.error("tick failed: %s", exc)
             return result
         _log_plan(current)
+        if self.config.notifications:
+            newest = max(current.available_dates, default=None)
+            entries = self.config.sensor.workflows
+            self.runtime.notifier.check_late_data(entries, dict.fromkeys(range(len(entries)), newest), dt.datetime.now(dt.timezone.utc))
         return self.launch_all(current.due, result)
 
     def launch_all(self, due: Sequence[DueRun], result: TickResult | None = None, *, trigger: str | None = None) -> TickResult:

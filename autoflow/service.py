@@ -67,6 +67,8 @@ class Service:
             with prefect_api(settings.outputs_dir / "logs", settings.log_level) as api_url:
                 log.info("Prefect API: %s", api_url)
                 self.sensor = Sensor(self.config, settings, store)
+                if self.config.notifications:
+                    self.sensor.runtime.notifier.check()  # a missing secret or a URL Apprise rejects: stop now
                 tender: Tender | None = None
                 if self.sensor.pool is not None:
                     self.sensor.pool.deploy()

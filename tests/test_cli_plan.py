@@ -81,7 +81,11 @@ def test_plan_reads_the_history_and_writes_nothing(inputs: Path, tmp_path: Path)
     result = autoflow("plan", inputs=inputs, outputs=outputs)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert "attempt 2: retry: attempt 1 failed (KeyError: 'calls')" in " ".join(result.stdout.split())
+    # failed a moment ago: it waits retry_after (10 min by default) before its second attempt
+    assert "waiting for retry" in result.stdout and "retry: attempt 1 failed" not in result.stdout
+    detailed = autoflow("plan", "--all", inputs=inputs, outputs=outputs)
+    text = " ".join(detailed.stdout.split())
+    assert "2024-03-03: waiting for retry until" in text and "(attempt 1 of 3 failed: KeyError: 'calls')" in text
     assert "No run history" not in result.stdout
     assert snapshot(outputs) == before
 

@@ -156,9 +156,12 @@ def test_a_failed_run_waits_retry_after_doubling_per_attempt_capped_at_a_day() -
         key(e, D(2016, 1, 2)): Prior("failed", attempt=2, error="boom", finished_at=ended),  # waits 20 min
         key(e, D(2016, 1, 3)): Prior("failed", attempt=15, error="boom", finished_at=NOW - dt.timedelta(hours=23)),  # a day at most
         key(e, D(2016, 1, 4)): Prior("failed", attempt=15, error="boom", finished_at=NOW - dt.timedelta(hours=25)),
+        # its process was stopped or died: not the run's fault, so no wait (the attempt still counts)
+        key(e, D(2016, 1, 5)): Prior("failed", attempt=2, error="interrupted: AutoFlow was stopped (SIGTERM)", finished_at=NOW),
+        key(e, D(2016, 1, 6)): Prior("failed", attempt=2, error="abandoned: no heartbeat since ...", finished_at=NOW),
     }
-    result = plan([e], days(1, 4), history, now=NOW, lease_seconds=300)
-    assert [r.reference_date for r in result.due] == [D(2016, 1, 1), D(2016, 1, 4)]
+    result = plan([e], days(1, 6), history, now=NOW, lease_seconds=300)
+    assert [r.reference_date for r in result.due] == [D(2016, 1, 1), D(2016, 1, 4), D(2016, 1, 5), D(2016, 1, 6)]
     skipped = {s.reference_date: s for s in result.skipped}
     assert skipped[D(2016, 1, 2)].kind == "waiting for retry"
     assert skipped[D(2016, 1, 2)].reason == "waiting for retry until 2026-01-01 12:05:00 UTC (attempt 2 of 20 failed: boom)"

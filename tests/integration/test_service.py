@@ -184,7 +184,8 @@ def test_status_and_plan_tell_the_truth(tmp_path: Path, flowapi: FakeFlowAPI) ->
     table = app.run("status")
     assert table.returncode == 0 and "2016-01-03" in table.stdout and "failed" in table.stdout
     replan = app.run("plan")
-    assert "1 run(s) due" in replan.stdout and "retry: attempt 1 failed" in replan.stdout
+    # the failed date waits retry_after (10 min by default) before its second attempt
+    assert "0 run(s) due" in replan.stdout and "1 × waiting for retry" in replan.stdout
 
 
 @pytest.mark.parametrize("mode", ["401", "500", "garbage", "down"])
