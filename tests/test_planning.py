@@ -200,3 +200,34 @@ def test_catch_up_latest_runs_only_the_newest_due_date_and_max_runs_per_tick_bou
     assert bounded.skip_counts[("other", "over max_runs_per_tick")] == 3 and bounded.skip_counts[("w", "over max_runs_per_tick")] == 1
     lean = plan([latest, every], days(1, 5), history, now=NOW, lease_seconds=300, max_runs_per_tick=2, detail=False)
     assert lean.due == bounded.due and lean.skip_counts == bounded.skip_counts
+
+
+def test_backfill_reprocesses_what_it_is_asked_to_and_says_why_the_rest_is_skipped() -> None:
+    from autoflow.planning import plan_backfill
+
+    e = policy_entry(max_attempts=1, catch_up="latest", earliest_date=D(2016, 1, 4), date_stencil=DateStencil([[-1, 0]]))
+    available = [*days(1, 5), *days(7, 8)]
+    history = {
+        key(e, D(2016, 1, 2)): Prior("success", attempt=1),
+        key(e, D(2016, 1, 3)): Prior("failed", id=3, attempt=1, error="boom", finished_at=NOW),  # gave up (max_attempts 1)
+        key(e, D(2016, 1, 4)): Prior("cancelled", id=4, attempt=2, error="cancelled by ops"),
+        key(e, D(2016, 1, 5)): Prior("running", attempt=1),  # running elsewhere: never claimed twice
+    }
+
+    def backfill(reprocess: str, **kw: object) -> tuple[list[tuple[int, str]], dict[int, str]]:
+        result = plan_backfill(e, available, history, start=D(2016, 1, 2), end=D(2016, 1, 9), reprocess=reprocess, now=NOW, lease_seconds=300, **kw)  # type: ignore[arg-type]
+        return [(r.reference_date.day, r.reason) for r in result.due], {s.reference_date.day: s.reason for s in result.skipped}
+
+    due, skipped = backfill("missing")
+    # no catch-up, earliest_date, attempt budget or retry wait: the operator asked for these dates
+    assert due == [(3, "again: attempt 1 failed (boom)"), (4, "again: attempt 2 cancelled (cancelled by ops)"), (8, "new")]
+    assert skipped == {
+        2: "already succeeded (attempt 1)", 5: "running now (attempt 1)", 6: "waiting for data: 2016-01-06 not available",
+        7: "waiting for data: 2016-01-06 not available", 9: "waiting for data: 2016-01-09 not available",
+    }  # fmt: skip
+    due, skipped = backfill("failed")
+    assert [d for d, _ in due] == [3, 4] and skipped[8].startswith("never ran")
+    due, skipped = backfill("all", newest_first=True)
+    assert [d for d, _ in due] == [8, 4, 3, 2] and due[-1][1] == "again (--reprocess all): attempt 1 succeeded"
+    assert due and all(r.previous_attempt == history[key(e, D(2016, 1, r.reference_date.day))].attempt
+                       for r in plan_backfill(e, available, history, start=D(2016, 1, 2), end=D(2016, 1, 4), reprocess="all", now=NOW, lease_seconds=300).due)

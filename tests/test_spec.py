@@ -558,3 +558,30 @@ def test_notifications_must_be_a_list(inputs: Path) -> None:
 def test_invalid_late_data(inputs: Path, late_data: str, col: int, fragment: str) -> None:
     text = VALID.replace("earliest_date: 2016-01-01", f"earliest_date: 2016-01-01\n      late_data: {late_data}")
     assert has(problems(inputs, text), 28, fragment, col=col), problems(inputs, text)
+
+
+# -- run policy: retries, catch-up, bound per tick -------------------------------------------
+
+
+def test_run_policy_defaults_and_per_entry_overrides(inputs: Path) -> None:
+    default = load(inputs, VALID).sensor
+    assert default.max_runs_per_tick is None
+    assert (default.workflows[0].max_attempts, default.workflows[0].retry_after, default.workflows[0].catch_up) == (3, 600.0, "all")
+    text = VALID.replace('cdr_types: [calls, sms]', 'cdr_types: [calls, sms]\n  max_attempts: 5\n  retry_after: 2h\n  catch_up: latest\n  max_runs_per_tick: 10')
+    text += "    - workflow_name: flows\n      parameters: {country_name: Peru}\n      max_attempts: 1\n      retry_after: 0\n      catch_up: all\n"
+    sensor = load(inputs, text).sensor
+    first, second = sensor.workflows
+    assert (first.max_attempts, first.retry_after, first.catch_up) == (5, 7200.0, "latest")  # the sensor's defaults
+    assert (second.max_attempts, second.retry_after, second.catch_up) == (1, 0.0, "all")
+    assert sensor.max_runs_per_tick == 10
+
+
+def test_run_policy_mistakes_have_positions(inputs: Path) -> None:
+    text = VALID.replace('cdr_types: [calls, sms]', 'cdr_types: [calls, sms]\n  max_runs_per_tick: 0\n  retry_after: soon')
+    text = text.replace("earliest_date: 2016-01-01", "earliest_date: 2016-01-01\n      max_attempts: two\n      catch_up: lastest")
+    found = problems(inputs, text)
+    assert has(found, 23, "'max_runs_per_tick' must be a whole number of 1 or more, not 0", col=22)
+    assert has(found, 24, "'retry_after' must be a number of seconds or a duration such as 30s, 10m, 2h, 1d", "not 'soon'", col=16)
+    assert has(found, 30, "'max_attempts' must be a whole number of 1 or more, not 'two'", col=21)
+    assert has(found, 31, "'catch_up' must be 'all' or 'latest', not 'lastest' (did you mean 'latest'?)", col=17)
+    assert len(found) == 4, found

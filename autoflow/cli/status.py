@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from autoflow.store import Attempt
 
 HELP = "show the run history (newest first), or one attempt in full"
-STATES = ("running", "success", "failed")
-STATE_STYLE = {"success": "green", "failed": "bold red", "running": "yellow"}
+STATES = ("running", "success", "failed", "cancelled")
+STATE_STYLE = {"success": "green", "failed": "bold red", "running": "yellow", "cancelled": "magenta", "gave up": "bold red"}
 #: columns of the table when stdout is not a terminal and $COLUMNS does not say
 PIPED_WIDTH = 100
 #: the workflow column gives way to the reason / report column beyond this many characters
@@ -57,25 +57,56 @@ def run(app: Application, args: argparse.Namespace) -> int:
             attempts = [attempt]
         else:
             attempts = store.history(workflow=args.workflow, state=args.state, limit=limit) if store is not None else []
+        gave_up = gave_up_ids(app, store, attempts) if store is not None else set()
     if args.json:
         data = attempts[0].as_json() if attempt_id is not None else [a.as_json() for a in attempts]
+        for item in [data] if isinstance(data, dict) else data:
+            item["gave_up"] = item["id"] in gave_up
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     outputs = _outputs_dir(app)
     if attempt_id is not None:
-        _console().print(attempt_details(attempts[0], outputs))
+        _console().print(attempt_details(attempts[0], outputs, gave_up=attempts[0].id in gave_up))
         return 0
     if not attempts:
         print("No runs recorded yet" + (" matching those filters." if args.workflow or args.state else "."))
         return 0
     more = f"the newest {limit} shown (--limit N for more); " if args.limit is None and len(attempts) == limit else ""
-    table = history_table(attempts, outputs, title=f"Run history ({settings.db_url_masked})", caption=f"{more}'autoflow status ID' shows an attempt in full")
+    table = history_table(attempts, outputs, gave_up=gave_up, title=f"Run history ({settings.db_url_masked})", caption=f"{more}'autoflow status ID' shows an attempt in full")
     _console().print(table)
     pool_line = work_pool_summary(settings, [a for a in attempts if a.state == "running"])
     if pool_line:
         print(pool_line)
     return 0
+
+
+def _state(a: Attempt, gave_up: Collection[int]) -> str:
+    return "gave up" if a.id in gave_up else a.state
+
+
+def gave_up_ids(app: Application, store: object, attempts: Sequence[Attempt]) -> set[int]:
+    """Ids of the failed attempts that are their run's latest and used its last attempt (by the
+    sensor entry's ``max_attempts``); none when workflows.yml cannot be read."""
+    from autoflow.errors import AutoFlowError
+    from autoflow.planning import gave_up
+    from autoflow.spec.models import DEFAULT_MAX_ATTEMPTS
+
+    failed = [a for a in attempts if a.state == "failed"]
+    if not failed:
+        return set()
+    try:
+        config = app.load_config()
+    except (AutoFlowError, OSError):
+        return set()
+    latest = store.latest_states({a.workflow for a in failed})  # type: ignore[attr-defined]
+    ids: set[int] = set()
+    for a in failed:
+        prior = latest.get((a.workflow, a.params_hash, a.reference_date))
+        entry = config.sensor.entry_for(a.workflow, a.params_hash)
+        if prior is not None and prior.id == a.id and gave_up(prior, entry.max_attempts if entry else DEFAULT_MAX_ATTEMPTS):
+            ids.add(a.id)
+    return ids
 
 
 def work_pool_summary(settings: Settings, running: Sequence[Attempt]) -> str | None:
@@ -116,7 +147,9 @@ def _console() -> Console:
     return console
 
 
-def history_table(attempts: Sequence[Attempt], outputs: Path | None, title: str | None = None, caption: str | None = None) -> object:
+def history_table(
+    attempts: Sequence[Attempt], outputs: Path | None, title: str | None = None, caption: str | None = None, gave_up: Collection[int] = ()
+) -> object:
     """One line per attempt: id, workflow, date, state, attempt, duration and why it failed or what it made."""
     from rich import box
     from rich.table import Table
@@ -138,13 +171,13 @@ def history_table(attempts: Sequence[Attempt], outputs: Path | None, title: str 
     table.add_column(shrinkable("reason / report"), overflow="ellipsis")
     for a in attempts:
         table.add_row(
-            str(a.id), shrinkable(a.workflow), a.reference_date.isoformat(), Text(a.state, style=STATE_STYLE.get(a.state, "")),
+            str(a.id), shrinkable(a.workflow), a.reference_date.isoformat(), Text(_state(a, gave_up), style=STATE_STYLE.get(_state(a, gave_up), "")),
             str(a.attempt), took(a), shrinkable(summary(a, outputs), "dim" if a.state == "success" else ""),
         )  # fmt: skip
     return table
 
 
-def attempt_details(a: Attempt, outputs: Path | None) -> object:
+def attempt_details(a: Attempt, outputs: Path | None, *, gave_up: bool = False) -> object:
     """Everything recorded about one attempt, one field per row, long values wrapped."""
     from rich.table import Table
     from rich.text import Text
@@ -156,7 +189,7 @@ def attempt_details(a: Attempt, outputs: Path | None) -> object:
         ("run attempt", str(a.id)),
         ("workflow", a.workflow),
         ("reference date", a.reference_date.isoformat()),
-        ("state", Text(a.state, style=STATE_STYLE.get(a.state, ""))),
+        ("state", Text(a.state + (" (gave up: `autoflow rerun` runs it again)" if gave_up else ""), style=STATE_STYLE.get(a.state, ""))),
         ("attempt", f"{a.attempt} ({a.trigger})"),
         ("owner", a.owner or "—"),
         ("executed on" if a.state != "running" else "executes on", a.executor or ("— (queued: waiting for a worker)" if a.state == "running" and a.flow_run_id else "—")),

@@ -541,7 +541,7 @@ def _policy(check: _Checker, node: Node, defaults: dict[str, Any]) -> dict[str, 
     if "catch_up" in node.value:
         c = node.child("catch_up")
         if c.value not in CATCH_UP:
-            check.add(c.pos, f"'catch_up' must be {_quote_list(CATCH_UP)}, not {c.value!r}{_did_you_mean(str(c.value), CATCH_UP)}")
+            check.add(c.pos, f"'catch_up' must be {' or '.join(repr(v) for v in CATCH_UP)}, not {c.value!r}{_did_you_mean(str(c.value), CATCH_UP)}")
         else:
             policy["catch_up"] = str(c.value)
     return policy

@@ -535,3 +535,91 @@ def test_an_attempt_whose_lease_ran_out_cannot_be_taken(db_url: str) -> None:
         time.sleep(0.2)
         assert not store.take(attempt.id, owner=owner_id(), executor="too late")
         assert store.attempt(attempt.id).executor is None  # type: ignore[union-attr]
+
+
+# --- operator levers: cancel, retry budget ------------------------------------------------------
+
+
+def test_an_older_history_gains_cancel_and_keeps_its_rows(db_url: str) -> None:
+    """A database at revision 0002 (the previous release) upgrades in place: rows kept, and
+    the new state and triggers accepted (SQLite rebuilds the table for its CHECK constraints)."""
+    from alembic import command
+
+    from autoflow.store.migrate import alembic_config
+
+    if db_url.startswith("sqlite:///"):
+        Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0002")
+    finally:
+        engine.dispose()
+    with RunStore(db_url) as store:
+        assert store.schema_status() == "old"
+        engine = sa.create_engine(db_url)
+        try:
+            with engine.begin() as connection:  # a row written by the previous release
+                connection.execute(sa.text(
+                    "INSERT INTO autoflow_run_attempts (workflow, parameters, params_hash, reference_date, date_ranges, state, "
+                    "attempt, started_at, heartbeat_at, owner, notebooks, reports, trigger) VALUES ('wf', '{}', :h, :d, '[]', "
+                    "'failed', 1, :t, :t, 'old', '[]', '[]', 'sensor')"
+                ), {"h": params_hash({}), "d": DAY, "t": dt.datetime(2026, 1, 1, 12, 0)})
+        finally:
+            engine.dispose()
+        store.upgrade()
+        assert version_rows(db_url) == [head_revision()]
+        (old,) = store.history()
+        assert (old.state, old.attempt, old.cancel_requested_at) == ("failed", 1, None)
+        rerun = must_claim(store, previous_attempt=1, trigger="rerun")
+        assert store.request_cancel(rerun.id, by="ops") == "cancelled"
+        assert [a.state for a in store.history()] == ["cancelled", "failed"]
+
+
+def test_cancel_before_start_while_running_and_after_the_end(run_store: RunStore) -> None:
+    queued = must_claim(run_store)
+    assert run_store.request_cancel(queued.id, by="ops@host") == "cancelled"
+    record = run_store.attempt(queued.id)
+    assert record is not None and record.state == "cancelled" and record.error == "cancelled by ops@host before it started"
+    assert not run_store.take(queued.id, owner=owner_id(), executor="here")  # a worker that picks it up runs nothing
+
+    running = must_claim(run_store, previous_attempt=1)
+    assert run_store.take(running.id, owner=owner_id(), executor="here")
+    assert run_store.cancel_requested(running.id) is None
+    assert run_store.request_cancel(running.id, by="ops@host") == "requested"
+    assert run_store.request_cancel(running.id, by="someone else") == "already requested"
+    request = run_store.cancel_requested(running.id)
+    assert request is not None and request.startswith("ops@host at ") and request.endswith(" UTC")
+    assert run_store.renew(running.id)  # still running until its process stops it
+    assert run_store.finish(running.id, success=False, error="cancelled by ops@host", cancelled=True)
+    assert run_store.request_cancel(running.id, by="ops") == "cancelled"
+    done = must_claim(run_store, previous_attempt=2)
+    assert run_store.finish(done.id, success=True)
+    assert run_store.request_cancel(done.id, by="ops") == "success"
+    with pytest.raises(RunStoreError, match="no run attempt 999"):
+        run_store.request_cancel(999, by="ops")
+    assert [a.attempt for a in run_store.attempts_of(done.key)] == [1, 2, 3]
+
+
+def test_a_cancelled_run_whose_process_died_is_recorded_cancelled(run_store: RunStore) -> None:
+    attempt = must_claim(run_store, owner=ELSEWHERE)
+    assert run_store.take(attempt.id, owner=ELSEWHERE, executor="elsewhere")
+    assert run_store.request_cancel(attempt.id, by="ops") == "requested"
+    (expired,) = run_store.expire_abandoned(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    assert expired.state == "cancelled" and expired.error is not None and expired.error.startswith("cancelled by ops; the run then lost its process")
+
+
+def test_latest_states_carry_the_retry_budget(run_store: RunStore) -> None:
+    first = must_claim(run_store)
+    assert run_store.finish(first.id, success=False, error="boom")
+    second = must_claim(run_store, previous_attempt=1)
+    assert run_store.finish(second.id, success=False, error="boom")
+    state = run_store.latest_states(["wf"])[("wf", params_hash({}), DAY)]
+    assert (state.id, state.attempt, state.budget_from) == (second.id, 2, 1)
+    assert state.finished_at is not None and state.finished_at.tzinfo is not None
+    rerun = must_claim(run_store, previous_attempt=2, trigger="rerun")
+    assert run_store.finish(rerun.id, success=False, error="boom")
+    after = must_claim(run_store, previous_attempt=3)  # the sensor's retry after the rerun
+    assert run_store.finish(after.id, success=False, error="boom")
+    state = run_store.latest_states(["wf"])[("wf", params_hash({}), DAY)]
+    assert (state.attempt, state.budget_from) == (4, 3)
