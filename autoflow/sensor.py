@@ -41,6 +41,8 @@ class TickResult:
     not_started: int = 0
     #: handed to the Prefect work pool (their outcome comes later, through the run history)
     submitted: int = 0
+    #: stopped by `autoflow cancel`: what an operator asked for, not a failure
+    cancelled: int = 0
     error: str | None = None
     results: list[LaunchResult] = field(default_factory=list)
 
@@ -134,6 +136,8 @@ class Sensor:
                         result.not_claimed += 1
                 elif launched.outcome.success:
                     result.succeeded += 1
+                elif launched.outcome.cancelled:
+                    result.cancelled += 1
                 else:
                     result.failed += 1
         if self.pool is not None:
@@ -144,8 +148,9 @@ class Sensor:
             )  # fmt: skip
             return result
         log.info(
-            "tick done: %d due, %d succeeded, %d failed, %d taken by another AutoFlow process%s",
-            result.due, result.succeeded, result.failed, result.not_claimed,
+            "%s done: %d due, %d succeeded, %d failed, %d taken by another AutoFlow process%s%s",
+            "tick" if trigger is None else trigger, result.due, result.succeeded, result.failed, result.not_claimed,
+            f", {result.cancelled} cancelled" if result.cancelled else "",
             f", {result.not_started} not started (stopping)" if result.not_started else "",
         )  # fmt: skip
         return result

@@ -191,6 +191,9 @@ def await_submitted(sensor: Sensor, result: TickResult, settings: Settings, stop
             if record.state == "success":
                 result.succeeded += 1
                 log.info("run %s: succeeded on %s", label, record.executor or "the work pool")
+            elif record.state == "cancelled":
+                result.cancelled += 1
+                log.warning("run %s: cancelled on %s: %s", label, record.executor or "the work pool", record.error)
             else:
                 result.failed += 1
                 log.error("run %s: failed on %s: %s", label, record.executor or "the work pool", record.error)

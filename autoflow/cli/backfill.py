@@ -100,7 +100,8 @@ def run(app: Application, args: argparse.Namespace) -> int:
         latest = store.latest_attempts([workflow.name])
     from autoflow.store import RunKey
 
-    print(f"backfill done: {result.succeeded} succeeded, {result.failed} failed, {result.not_claimed} taken by another AutoFlow process")
+    cancelled = f", {result.cancelled} cancelled" if result.cancelled else ""
+    print(f"backfill done: {result.succeeded} succeeded, {result.failed} failed{cancelled}, {result.not_claimed} taken by another AutoFlow process")
     for run in plan.due:
         record = latest.get(RunKey(workflow.name, digest, run.reference_date))
         if record is not None and record.trigger == "backfill":

@@ -231,8 +231,23 @@ def test_runs_execute_once_on_prefect_workers_through_kills_and_stops(pool_deplo
         (app.markers / "hold-wa").unlink()
         (app.markers / "hold-wb").unlink()
 
-        # 4. a third worker finishes what is left
+        # 4. a third worker: a run it executes is cancelled from another process, then rerun
+        (app.markers / "hold-wc").touch()
         app.start_worker("wc")
+        wait_for("a notebook held on the third worker", lambda: bool(_held(app, "wc")), timeout=180)
+        cancelled_date = _held(app, "wc")[0]
+        target = next(a for a in app.history() if a.reference_date.isoformat() == cancelled_date and a.state == "running")
+        asked = time.monotonic()
+        cancel = app.run("cancel", str(target.id))
+        assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+        assert time.monotonic() - asked < 10 + 5, "not stopped within 10 s (plus the command's own start)"
+        cancelled = attempt_of(cancelled_date, "wc")
+        assert cancelled.state == "cancelled" and "cancelled by" in (cancelled.error or ""), cancelled
+        assert not _alive(_kernel_pid(app, cancelled_date, "wc")), "the cancelled notebook's kernel was left running"
+        wait_for("its Prefect flow run cancelled", lambda: app.flow_run_state(cancelled.flow_run_id or "") == "CANCELLED", timeout=60)
+        (app.markers / "hold-wc").unlink()
+        rerun = app.run("rerun", str(cancelled.id), timeout=600)  # through the pool: the third worker runs it
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         wait_for("every date succeeded", lambda: {a.reference_date for a in app.history() if a.state == "success"} == set(DATES), timeout=300)
     finally:
         service.send_signal(signal.SIGTERM)
@@ -244,8 +259,13 @@ def test_runs_execute_once_on_prefect_workers_through_kills_and_stops(pool_deplo
     assert sorted(d for d, _ in ends) == [d.isoformat() for d in DATES], "each date executed to its end exactly once"
     starts = [d for d, _ in app.marks("start")]
     assert starts.count(killed_date) == 2 and starts.count(stopped_date) == 2  # stopped midway, then again
+    assert starts.count(cancelled_date) == 2 and by_date_of(history, cancelled_date) == ["cancelled", "success"]
     by_date = {a.reference_date.isoformat(): a for a in history if a.state == "success"}
     for date, worker in ends:
         assert f"worker {worker} on" in (by_date[date].executor or ""), (date, worker, by_date[date].executor)
     assert {w for _, w in ends} >= {"wa", "wb", "wc"}
     assert by_date[killed_date].attempt == 2 and by_date[stopped_date].attempt == 2
+
+
+def by_date_of(history: list[Attempt], date: str) -> list[str]:
+    return [a.state for a in sorted(history, key=lambda a: a.attempt) if a.reference_date.isoformat() == date]
