@@ -69,7 +69,8 @@ def run(app: Application, args: argparse.Namespace) -> int:
     app.setup_logging()
     source = make_source(config.sensor.source, settings=settings, inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types)
     dates = union_of_dates(source.available_dates())
-    with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked) as store:
+    store_options = {"lease_seconds": settings.run_lease_seconds, "display_url": settings.db_url_masked, "read_only": args.dry_run}
+    with RunStore(settings.db_url, **store_options) as store:  # type: ignore[arg-type]
         if not args.dry_run:
             store.upgrade()
             store.expire_abandoned()

@@ -35,7 +35,10 @@ def run(app: Application, args: argparse.Namespace) -> int:
     settings = app.settings
     app.setup_logging()
     with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked) as store:
-        if store.schema_status() != "current":
+        schema = store.schema_status()
+        if schema == "missing":
+            raise UsageError(f"there is no run history yet at {settings.db_url_masked}: nothing to cancel")
+        if schema != "current":
             store.upgrade()
         chosen = store.attempt(args.run_id)
         if chosen is None:
