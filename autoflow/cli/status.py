@@ -202,6 +202,8 @@ def attempt_details(a: Attempt, outputs: Path | None, *, gave_up: bool = False) 
         ("notebooks", "\n".join(relative(p, outputs) for p in a.notebooks) or "none"),
         ("reports", "\n".join(relative(p, outputs) for p in a.reports) or "none"),
     ]
+    if a.cancel_requested_at is not None:
+        rows.append(("cancel asked", f"by {a.cancel_requested_by} at {a.cancel_requested_at:%Y-%m-%d %H:%M:%S} UTC"))
     if a.flow_run_id:
         rows.append(("Prefect flow run", a.flow_run_id))
     if a.error:
