@@ -44,6 +44,7 @@ def test_validate_summary(inputs: Path) -> None:
     assert "1 workflow: 'flows' (2 notebooks, 1 PDF report)" in out
     assert "1 entry" in out and "FlowAPI (calls, sms)" in out
     assert "at 02:00 (UTC); next tick" in out
+    assert "A run gets 3 attempts (retried 10 min after a failure, doubling)." in out
 
 
 def test_validate_inputs_option_before_or_after(inputs: Path) -> None:

@@ -43,8 +43,29 @@ def summary(config: AutoFlowConfig, now: dt.datetime) -> str:
     return (
         f"OK: {_plural(len(config.workflows), 'workflow')}: {', '.join(parts)}. "
         f"The sensor has {_plural(len(sensor.workflows), 'entry')} and checks {source} "
-        f"{schedule}."
-    ).replace("entrys", "entries")
+        f"{schedule}. {_policies(config)}"
+    ).replace("entrys", "entries").rstrip()
+
+
+def _policies(config: AutoFlowConfig) -> str:
+    """The retry policy (when every entry has the same) and where notifications go."""
+    from autoflow.spec.durations import describe_duration
+
+    entries = config.sensor.workflows
+    policies = {(e.max_attempts, e.retry_after) for e in entries}
+    said = ""
+    if len(policies) == 1:
+        attempts, wait = next(iter(policies))
+        retry = "on the next tick" if wait == 0 else f"{describe_duration(wait)} after a failure, doubling"
+        said = f"A run gets {_plural(attempts, 'attempt')} (retried {retry})." if attempts > 1 else "A run gets 1 attempt (no retries)."
+    elif policies:
+        said = "Retry policies differ between entries."
+    latest = sum(1 for e in entries if e.catch_up == "latest")
+    if latest:
+        said += f" {_plural(latest, 'entry')} catch{'es' if latest == 1 else ''} up with the latest date only.".replace("entrys", "entries")
+    if config.notifications:
+        said += f" Notifications go to {_plural(len(config.notifications), 'target')}."
+    return said.strip()
 
 
 def defaults_used(config: AutoFlowConfig) -> str:
