@@ -11,6 +11,7 @@ its URL (which may hold tokens).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import queue
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from autoflow.errors import SettingsError
+from autoflow.parameters import params_hash
 from autoflow.redaction import Redactor
 from autoflow.settings import Secret, Settings, read_secret
 from autoflow.spec.durations import describe_duration
@@ -196,7 +198,11 @@ class _Target:
 class Notifier:
     """Sends the events of workflows.yml's ``notifications`` to their targets, in the background."""
 
-    def __init__(self, config: AutoFlowConfig, settings: Settings, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: AutoFlowConfig, settings: Settings, *, env: Mapping[str, str] | None = None, state_file: Path | None = None
+    ) -> None:
+        """``state_file``: where what :meth:`check_late_data` has seen is kept, so a restart neither
+        forgets how long an entry has been stale nor tells about it again (None: memory only)."""
         self._specs = config.notifications
         self._env = os.environ if env is None else env
         self._secrets_dir = settings.secrets_dir
@@ -204,7 +210,8 @@ class Notifier:
         self._host = socket.gethostname()
         self._targets: list[_Target] | None = None
         self._lock = threading.Lock()
-        self._staleness: dict[int, _Staleness] = {}
+        self._staleness: dict[str, _Staleness] | None = None
+        self._state_file = state_file
 
     def __repr__(self) -> str:
         return f"Notifier({len(self._specs)} targets)"
@@ -275,17 +282,58 @@ class Notifier:
         """
         if not self._specs:
             return
+        if self._staleness is None:
+            self._staleness = self._load_staleness()
+        changed = False
         for index, entry in enumerate(entries):
             if entry.late_data_after is None:
                 continue
             newest = newest_dates.get(index)
-            state = self._staleness.get(index)
+            key = f"{entry.workflow_name}:{params_hash(entry.parameters)}"
+            state = self._staleness.get(key)
             if state is None or state.newest != newest:
-                self._staleness[index] = _Staleness(newest, now)
+                self._staleness[key] = _Staleness(newest, now)
+                changed = True
                 continue
             if not state.notified and (now - state.since).total_seconds() >= entry.late_data_after:
-                state.notified = True
+                state.notified = changed = True
                 self._send(self._late_message(entry, state, now), lambda events: "late_data" in events)
+        if changed:
+            self._save_staleness()
+
+    def _load_staleness(self) -> dict[str, _Staleness]:
+        if self._state_file is None:
+            return {}
+        try:
+            data = json.loads(self._state_file.read_text())
+            return {
+                key: _Staleness(
+                    dt.date.fromisoformat(value["newest"]) if value["newest"] else None,
+                    dt.datetime.fromisoformat(value["since"]),
+                    bool(value["notified"]),
+                )
+                for key, value in data.items()
+            }
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("late data: cannot read %s (%s); starting afresh", self._state_file, exc)
+            return {}
+
+    def _save_staleness(self) -> None:
+        if self._state_file is None or self._staleness is None:
+            return
+        data = {
+            key: {"newest": s.newest.isoformat() if s.newest else None, "since": s.since.isoformat(), "notified": s.notified}
+            for key, s in self._staleness.items()
+        }
+        try:
+            self._state_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = self._state_file.with_suffix(".partial")
+            partial.write_text(json.dumps(data, indent=1))
+            partial.replace(self._state_file)
+        except OSError as exc:
+            log.warning("late data: cannot write %s (%s)", self._state_file, exc)
 
     # -- delivery ---------------------------------------------------------------------------
 

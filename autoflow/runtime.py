@@ -75,7 +75,8 @@ class RunRuntime:
         config = self.config()
         with self._lock:
             if self._notifier is None:
-                self._notifier = Notifier(config, self.settings)
+                state = self.settings.outputs_dir / ".autoflow" / "late-data.json"
+                self._notifier = Notifier(config, self.settings, state_file=state)
             return self._notifier
 
     def notify_end(self, attempt_id: int) -> None:

@@ -21,6 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from autoflow.notifications import NotificationError, Notifier
+from autoflow.parameters import params_hash
 from autoflow.settings import Secret, Settings
 from autoflow.spec.models import AutoFlowConfig, NotificationSpec, SensorEntry, SensorSpec, frozen_map
 from autoflow.store.attempts import Attempt
@@ -223,6 +224,27 @@ def test_late_data_once_per_staleness(tmp_path: Path, webhook: Webhook) -> None:
     assert "Newest reference date: 2024-03-09" in messages[0]["message"]
     assert "Newest reference date: 2024-03-10" in messages[1]["message"]
     assert "Parameters: country=Nepal" in messages[0]["message"]
+
+
+def test_late_data_survives_a_restart(tmp_path: Path, webhook: Webhook) -> None:
+    """How long an entry has been stale, and that it was told about, outlive the process."""
+    config = AutoFlowConfig(
+        inputs_dir=tmp_path, workflows=frozen_map(), sensor=SensorSpec(schedule=None, workflows=()), notifications=(webhook.url("late"),)
+    )
+    state = tmp_path / "outputs" / ".autoflow" / "late-data.json"
+    entries = [SensorEntry("daily-report", late_data_after=2 * 86400)]
+    t0 = dt.datetime(2024, 3, 10, 2)
+    for days in (0, 1, 2.5, 3):  # a new process at every tick
+        sender = Notifier(config, Settings(secrets_dir=tmp_path / "secrets"), env={}, state_file=state)
+        sender.check()
+        sender.check_late_data(entries, {0: DAY}, t0 + dt.timedelta(days=days))
+        sender.close()
+    assert [m["title"] for m in webhook.all()] == ["AutoFlow: no new data for daily-report for 2 days 12 h"]
+    state.write_text("{not json")
+    sender = Notifier(config, Settings(secrets_dir=tmp_path / "secrets"), env={}, state_file=state)
+    sender.check_late_data(entries, {0: DAY}, t0)  # a broken file: starts afresh, says so, never raises
+    sender.close()
+    assert json.loads(state.read_text())["daily-report:" + params_hash({})]["notified"] is False
 
 
 def test_late_data_when_no_date_ever_arrived(tmp_path: Path, webhook: Webhook) -> None:
