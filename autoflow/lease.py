@@ -5,9 +5,8 @@ process or on a Prefect worker). Entering checks that the attempt is still the c
 (``running``, its lease not run out) and refuses otherwise; while held, a thread refreshes the
 attempt's heartbeat every third of the lease and looks every :data:`CANCEL_POLL` seconds
 whether ``autoflow cancel`` asked it to stop (then its notebooks are interrupted); leaving
-records the end. No exit path leaves the
-attempt ``running``: an exception records it failed, SIGTERM or Ctrl-C records it
-``interrupted``.
+records the end. No exit path leaves the attempt ``running``: an exception records it failed,
+SIGTERM or Ctrl-C records it ``interrupted``, a cancel request ``cancelled``.
 """
 
 from __future__ import annotations
