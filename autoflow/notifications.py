@@ -25,6 +25,7 @@ from typing import Any
 
 from autoflow.errors import SettingsError
 from autoflow.parameters import params_hash
+from autoflow.planning import LOST_PREFIXES
 from autoflow.redaction import Redactor
 from autoflow.settings import Secret, Settings, read_secret
 from autoflow.spec.durations import describe_duration
@@ -444,7 +445,7 @@ def notify_run_end(notifier: Notifier, config: AutoFlowConfig, store: Any, attem
         entry = config.sensor.entry_for(attempt.workflow, attempt.params_hash)
         max_attempts = entry.max_attempts if entry is not None else DEFAULT_MAX_ATTEMPTS
         budget_from = max((a.attempt for a in attempts if a.trigger != "sensor"), default=1)
-        used = attempt.attempt - budget_from + 1
+        used = sum(1 for a in attempts if a.attempt >= budget_from and a.state == "failed" and not (a.error or "").startswith(LOST_PREFIXES))
         failed_notebook = next((n for n in reversed(attempt.notebooks)), None)
         notifier.run_ended(
             attempt, previous=previous, gave_up=attempt.state == "failed" and used >= max_attempts,

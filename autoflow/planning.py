@@ -49,6 +49,9 @@ class PriorAttempt(Protocol):
     @property
     def budget_from(self) -> int:
         """The attempt the retry budget counts from (the latest an operator started; else 1)."""
+    @property
+    def failures(self) -> int:
+        """Failed attempts since ``budget_from`` that count against ``max_attempts`` (not lost ones)."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,9 @@ MAX_RETRY_DELAY = 86400.0
 
 
 def attempts_used(prior: PriorAttempt) -> int:
-    """Attempts of the run's current retry budget used so far (the latest one included)."""
-    return prior.attempt - prior.budget_from + 1
+    """Failed attempts of the run's current retry budget (attempts whose process was stopped or
+    died, interrupted or abandoned, are not the run's fault and do not count)."""
+    return prior.failures
 
 
 def retry_delay(retry_after: float, used: int) -> float:
@@ -108,7 +112,7 @@ def retry_delay(retry_after: float, used: int) -> float:
 
 def gave_up(prior: PriorAttempt, max_attempts: int) -> bool:
     """The run failed and has used every attempt its retry policy allows (until ``autoflow rerun``)."""
-    return prior.state == "failed" and attempts_used(prior) >= max_attempts
+    return prior.state == "failed" and not _lost(prior.error) and attempts_used(prior) >= max_attempts
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ def plan(
 
     A failed run is due again once its entry's ``retry_after`` (doubling per attempt) has passed
     since its end (at once when its process was stopped or died: interrupted, abandoned), until
-    it has used ``max_attempts`` (then it has given up); a cancelled run waits
+    ``max_attempts`` attempts have failed (lost ones do not count; then it has given up); a cancelled run waits
     for ``autoflow rerun``. An entry with ``catch_up: latest`` runs only its newest due date; at
     most ``max_runs_per_tick`` runs are due in all (the oldest), the rest wait for a later tick.
     """
@@ -202,15 +206,15 @@ def plan(
             if prior is not None and prior.state == "cancelled":
                 skip(day, CANCELLED, f"cancelled (attempt {prior.attempt}, run id {prior.id}): {_first_line(prior.error)}; `autoflow rerun {prior.id}` runs it again")
                 continue
-            if prior is not None and prior.state != "success":  # failed, or running without a heartbeat
+            if prior is not None and prior.state == "failed" and not _lost(prior.error):
                 used = attempts_used(prior)
                 if used >= entry.max_attempts:
-                    skip(day, GAVE_UP, f"gave up after {used} attempt(s) (last: {_first_line(prior.error) if prior.state == 'failed' else 'abandoned'}); `autoflow rerun {prior.id}` runs it again")
+                    skip(day, GAVE_UP, f"gave up after {used} failed attempt(s) (last: {_first_line(prior.error)}); `autoflow rerun {prior.id}` runs it again")
                     continue
-                if prior.state == "failed" and prior.finished_at is not None and not _lost(prior.error):
+                if prior.finished_at is not None:
                     retry_at = prior.finished_at + dt.timedelta(seconds=retry_delay(entry.retry_after, used))
                     if retry_at > now:
-                        skip(day, WAITING_FOR_RETRY, f"waiting for retry until {retry_at:%Y-%m-%d %H:%M:%S} UTC (attempt {prior.attempt} of {prior.budget_from + entry.max_attempts - 1} failed: {_first_line(prior.error)})")
+                        skip(day, WAITING_FOR_RETRY, f"waiting for retry until {retry_at:%Y-%m-%d %H:%M:%S} UTC (failure {used} of {entry.max_attempts} allowed: {_first_line(prior.error)})")
                         continue
             try:
                 pairs = stencil.as_date_pairs(day)
@@ -293,6 +297,7 @@ class _Reopened:
     state: str = "failed"
     heartbeat_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    failures: int = 0
 
     @property
     def budget_from(self) -> int:

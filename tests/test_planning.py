@@ -20,6 +20,13 @@ class Prior:
     id: int = 7
     finished_at: dt.datetime | None = None
     budget_from: int = 1
+    #: failed attempts that count (the run store counts them; here: given, or every attempt if failed)
+    failures: int = -1
+
+    def __post_init__(self) -> None:
+        if self.failures < 0:
+            lost = (self.error or "").startswith(("interrupted", "abandoned"))
+            object.__setattr__(self, "failures", self.attempt - self.budget_from + 1 if self.state == "failed" and not lost else 0)
 
 
 def entry(workflow: str = "w", stencil: list[object] | None = None, earliest: dt.date | None = None, **params: object) -> SensorEntry:
@@ -164,7 +171,7 @@ def test_a_failed_run_waits_retry_after_doubling_per_attempt_capped_at_a_day() -
     assert [r.reference_date for r in result.due] == [D(2016, 1, 1), D(2016, 1, 4), D(2016, 1, 5), D(2016, 1, 6)]
     skipped = {s.reference_date: s for s in result.skipped}
     assert skipped[D(2016, 1, 2)].kind == "waiting for retry"
-    assert skipped[D(2016, 1, 2)].reason == "waiting for retry until 2026-01-01 12:05:00 UTC (attempt 2 of 20 failed: boom)"
+    assert skipped[D(2016, 1, 2)].reason == "waiting for retry until 2026-01-01 12:05:00 UTC (failure 2 of 20 allowed: boom)"
     assert skipped[D(2016, 1, 3)].reason.startswith("waiting for retry until 2026-01-01 13:00:00 UTC")
     assert plan([policy_entry(retry_after=0.0)], days(2, 2), {key(e, D(2016, 1, 2)): Prior("failed", finished_at=NOW)}, now=NOW, lease_seconds=300).due
 
@@ -177,14 +184,17 @@ def test_a_run_gives_up_after_max_attempts_until_an_operator_starts_one() -> Non
         # attempt 3 was a rerun: the budget counts from it, so attempt 3 failing leaves one more
         key(e, D(2016, 1, 3)): Prior("failed", attempt=3, budget_from=3, error="boom", finished_at=NOW),
         key(e, D(2016, 1, 4)): Prior("failed", attempt=4, budget_from=3, error="boom", finished_at=NOW),
-        key(e, D(2016, 1, 5)): Prior("running", attempt=2, heartbeat_at=NOW - dt.timedelta(hours=1)),
+        # attempts whose process was stopped or died are not the run's failures: they never give up
+        key(e, D(2016, 1, 5)): Prior("running", attempt=5, heartbeat_at=NOW - dt.timedelta(hours=1)),
+        key(e, D(2016, 1, 7)): Prior("failed", attempt=6, error="abandoned: no heartbeat", finished_at=NOW),
+        key(e, D(2016, 1, 8)): Prior("failed", attempt=6, error="boom", finished_at=NOW, failures=1),
         key(e, D(2016, 1, 6)): Prior("cancelled", id=43, attempt=1, error="cancelled by ops on host at 2026-01-01T11:00:00 UTC"),
     }
-    result = plan([e], days(1, 6), history, now=NOW, lease_seconds=300)
-    assert [r.reference_date for r in result.due] == [D(2016, 1, 1), D(2016, 1, 3)]
+    result = plan([e], days(1, 8), history, now=NOW, lease_seconds=300)
+    assert [r.reference_date for r in result.due] == [D(2016, 1, 1), D(2016, 1, 3), D(2016, 1, 5), D(2016, 1, 7), D(2016, 1, 8)]
     skipped = {s.reference_date: s for s in result.skipped}
-    assert skipped[D(2016, 1, 2)].reason == "gave up after 2 attempt(s) (last: boom); `autoflow rerun 42` runs it again"
-    assert skipped[D(2016, 1, 4)].kind == skipped[D(2016, 1, 5)].kind == "gave up"
+    assert skipped[D(2016, 1, 2)].reason == "gave up after 2 failed attempt(s) (last: boom); `autoflow rerun 42` runs it again"
+    assert skipped[D(2016, 1, 4)].kind == "gave up"
     assert skipped[D(2016, 1, 6)].kind == "cancelled" and "`autoflow rerun 43`" in skipped[D(2016, 1, 6)].reason
 
 

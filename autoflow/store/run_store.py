@@ -170,13 +170,17 @@ class RunStore:
         Keyed by ``(workflow, params_hash, reference_date)``. Unlike :meth:`latest_attempts` it
         reads no parameters, date ranges or output lists, only the short columns (a heartbeat
         only for running attempts, the start of the error only for failed or cancelled ones, the
-        end only for failed ones, and ``budget_from``: the attempt the retry budget counts from,
-        the latest one an operator started, else 1), so a tick over years of history stays cheap.
+        end only for failed ones, ``budget_from``: the attempt the retry budget counts from, the
+        latest one an operator started, else 1, and ``failures``: the failed attempts since then
+        that count against ``max_attempts``, i.e. not those whose process was stopped or died),
+        so a tick over years of history stays cheap.
         """
         if not workflows:
             return {}
         newer = run_attempts.alias("newer")
         by_hand = run_attempts.alias("by_hand")
+        by_hand2 = run_attempts.alias("by_hand2")
+        counted = run_attempts.alias("counted")
         running = _runs.state == "running"
         statement = sa.select(
             _runs.workflow,
@@ -198,6 +202,26 @@ class RunStore:
             )
             .scalar_subquery()
             .label("budget_from"),
+            # failures that count against max_attempts: since that attempt, not lost ones (interrupted, abandoned)
+            sa.select(sa.func.count())
+            .where(
+                counted.c.workflow == _runs.workflow,
+                counted.c.params_hash == _runs.params_hash,
+                counted.c.reference_date == _runs.reference_date,
+                counted.c.state == "failed",
+                sa.not_(sa.func.coalesce(counted.c.error, "").like("interrupted%")),
+                sa.not_(sa.func.coalesce(counted.c.error, "").like("abandoned%")),
+                counted.c.attempt >= sa.select(sa.func.coalesce(sa.func.max(by_hand2.c.attempt), 1))
+                .where(
+                    by_hand2.c.workflow == _runs.workflow,
+                    by_hand2.c.params_hash == _runs.params_hash,
+                    by_hand2.c.reference_date == _runs.reference_date,
+                    by_hand2.c.trigger != "sensor",
+                )
+                .scalar_subquery(),
+            )
+            .scalar_subquery()
+            .label("failures"),
         ).where(
             _runs.workflow.in_(sorted(set(workflows))),
             ~sa.exists().where(

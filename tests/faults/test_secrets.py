@@ -46,6 +46,7 @@ workflows:
 available_dates_sensor:
   schedule: null
   cdr_types: [calls]
+  retry_after: 0  # 'bad' fails at every run of the service: each run executes its notebook again
   workflows:
     - {workflow_name: good}
     - {workflow_name: bad}

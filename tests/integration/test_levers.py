@@ -83,7 +83,7 @@ def test_retry_policy_notifications_cancel_rerun_and_backfill(
         _wait_for(lambda: len(mails) == 1, timeout=30)
         assert mails[0]["Subject"] == "AutoFlow: daily for 2016-01-03 gave up after 2 attempts"
         planned = app.run("plan", "--all")
-        assert "gave up after 2 attempt(s)" in " ".join(planned.stdout.split()), planned.stdout
+        assert "gave up after 2 failed attempt(s)" in " ".join(planned.stdout.split()), planned.stdout
         gave_up = json.loads(app.run("status", "--json", "--state", "failed").stdout)
         assert [r["gave_up"] for r in gave_up] == [True, False]
 

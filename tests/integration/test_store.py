@@ -615,11 +615,15 @@ def test_latest_states_carry_the_retry_budget(run_store: RunStore) -> None:
     second = must_claim(run_store, previous_attempt=1)
     assert run_store.finish(second.id, success=False, error="boom")
     state = run_store.latest_states(["wf"])[("wf", params_hash({}), DAY)]
-    assert (state.id, state.attempt, state.budget_from) == (second.id, 2, 1)
+    assert (state.id, state.attempt, state.budget_from, state.failures) == (second.id, 2, 1, 2)
     assert state.finished_at is not None and state.finished_at.tzinfo is not None
     rerun = must_claim(run_store, previous_attempt=2, trigger="rerun")
     assert run_store.finish(rerun.id, success=False, error="boom")
     after = must_claim(run_store, previous_attempt=3)  # the sensor's retry after the rerun
     assert run_store.finish(after.id, success=False, error="boom")
     state = run_store.latest_states(["wf"])[("wf", params_hash({}), DAY)]
-    assert (state.attempt, state.budget_from) == (4, 3)
+    assert (state.attempt, state.budget_from, state.failures) == (4, 3, 2)
+    lost = must_claim(run_store, previous_attempt=4)  # its process stopped: not the run's failure
+    assert run_store.finish(lost.id, success=False, error="interrupted: AutoFlow was stopped (SIGTERM)")
+    state = run_store.latest_states(["wf"])[("wf", params_hash({}), DAY)]
+    assert (state.attempt, state.failures) == (5, 2)
