@@ -1,4 +1,4 @@
-"""The Prefect flow for one workflow run: notebooks in dependency order, then PDF reports.
+"""The Prefect flow for one workflow run: notebooks in dependency order, then reports (PDF, HTML).
 
 ``workflow_run`` is a module-level flow whose parameters are plain JSON; it loads its spec from
 the inputs directory and owns its attempt's life through an :class:`~autoflow.lease.AttemptLease`
@@ -35,10 +35,10 @@ from autoflow.lease import AttemptLease, StaleAttempt
 from autoflow.notebooks import ExecutionLimits, build_parameters, execute_notebook, output_stem
 from autoflow.notebooks.watchdog import cancel_reason, stop_all_notebooks
 from autoflow.parameters import from_typed_json, to_json_safe
-from autoflow.reports import export_pdf
+from autoflow.reports import export_html, export_pdf
 from autoflow.runtime import RunRuntime
 from autoflow.settings import Settings
-from autoflow.spec.models import NotebookSpec, WorkflowSpec
+from autoflow.spec.models import NotebookSpec, OutputSpec, ReportSpec, WorkflowSpec
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,12 @@ class NotebookRunner(Protocol):
 
 
 class ReportExporter(Protocol):
-    """Turns an executed notebook into a PDF at ``pdf`` or raises :class:`~autoflow.errors.ReportError`."""
+    """Turns an executed notebook into a report of ``format`` (``pdf``, ``html``) at ``target``, or
+    raises :class:`~autoflow.errors.ReportError`. ``template`` is the PDF's asciidoc template."""
 
-    def __call__(self, executed: Path, pdf: Path, *, template: Path | None, title: str | None) -> object: ...
+    def __call__(
+        self, executed: Path, target: Path, *, format: str, template: Path | None, title: str | None, report: ReportSpec
+    ) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -122,11 +125,19 @@ class PapermillRunner:
 
 
 @dataclass(frozen=True)
-class PdfExporter:
-    """The default :class:`ReportExporter`: nbconvert, asciidoc and asciidoctor-pdf."""
+class NbconvertExporter:
+    """The default :class:`ReportExporter`: nbconvert; for PDF, asciidoc and asciidoctor-pdf."""
 
-    def __call__(self, executed: Path, pdf: Path, *, template: Path | None, title: str | None) -> object:
-        return export_pdf(executed, pdf, template=template, title=title)
+    def __call__(
+        self, executed: Path, target: Path, *, format: str, template: Path | None, title: str | None, report: ReportSpec
+    ) -> object:
+        if format == "html":
+            return export_html(executed, target, title=title, report=report)
+        return export_pdf(executed, target, template=template, title=title, report=report)
+
+
+#: the name :class:`NbconvertExporter` had while it made only PDFs
+PdfExporter = NbconvertExporter
 
 
 # -- tasks ------------------------------------------------------------------------------------
@@ -138,11 +149,13 @@ class TaskFailure:
 
     message: str
     output: str | None = None
+    #: reports a partly failed report task did make (its other formats)
+    reports: tuple[str, ...] = ()
 
 
-def _failed(message: str, output: str | None = None) -> State:
+def _failed(message: str, output: str | None = None, reports: tuple[str, ...] = ()) -> State:
     # A returned Failed state marks the task failed in Prefect without a traceback on the console.
-    return Failed(message=message, data=TaskFailure(message, output))
+    return Failed(message=message, data=TaskFailure(message, output, reports))
 
 
 @task(name="notebook", task_run_name="{label}", persist_result=False)
@@ -180,17 +193,35 @@ def notebook_task(
 
 @task(name="report", task_run_name="report-{label}", persist_result=False)
 def report_task(
-    label: str, executed: str, reports_dir: Path, template: Path | None, title: str | None, exporter: ReportExporter = PdfExporter()
-) -> str | State:
-    """Turn an executed notebook into ``reports/<same stem>.pdf`` (titled by its first heading unless ``title``)."""
-    pdf = reports_dir / (Path(executed).stem + ".pdf")
-    log.info("report %s: converting %s -> %s", label, Path(executed).name, pdf)
-    try:
-        exporter(Path(executed), pdf, template=template, title=title)
-    except ReportError as exc:
+    label: str,
+    executed: str,
+    reports_dir: Path,
+    output: OutputSpec,
+    report: ReportSpec = ReportSpec(),
+    title: str | None = None,
+    exporter: ReportExporter = NbconvertExporter(),
+) -> list[str] | State:
+    """Turn an executed notebook into ``reports/<same stem>.pdf`` and/or ``.html``, as ``output``
+    asks (titled by its first heading unless ``title``); returns the files made.
+
+    Every format is attempted; if any fails the task fails with the first failure's message
+    (the others that failed are named after it), and the files that were made are kept.
+    """
+    made: list[str] = []
+    errors: list[str] = []
+    for fmt in output.formats:
+        target = reports_dir / f"{Path(executed).stem}.{fmt}"
+        log.info("report %s: converting %s -> %s", label, Path(executed).name, target)
+        try:
+            exporter(Path(executed), target, format=fmt, template=output.template, title=title, report=report)
+        except ReportError as exc:
+            errors.append(str(exc))
+            continue
+        made.append(str(target))
+    if errors:
         log.error("report %s: failed", label)  # the message is the run's error, logged when the run ends
-        return _failed(f"report {label}: {exc}")
-    return str(pdf)
+        return _failed(f"report {label}: {'; '.join(errors)}", reports=tuple(made))
+    return made
 
 
 # -- the flow ---------------------------------------------------------------------------------
@@ -259,12 +290,13 @@ def workflow_run(
 
 def _run(runtime: RunRuntime, request: RunRequest) -> RunOutcome:
     try:
-        spec = runtime.config().workflows.get(request.workflow)
+        config = runtime.config()
     except AutoFlowError as exc:
         return RunOutcome(error=f"cannot load workflows.yml: {exc}")
+    spec = config.workflows.get(request.workflow)
     if spec is None:
         return RunOutcome(error=f"workflow '{request.workflow}' is no longer defined in workflows.yml")
-    return execute_workflow(spec, request, runtime.settings)
+    return execute_workflow(spec, request, runtime.settings, report=config.report)
 
 
 def _run_attempt(runtime: RunRuntime, request: RunRequest, attempt_id: int, *, own_process: bool = False) -> RunOutcome:
@@ -321,9 +353,11 @@ def execute_workflow(
     settings: Settings,
     *,
     runner: NotebookRunner = PapermillRunner(),
-    exporter: ReportExporter = PdfExporter(),
+    exporter: ReportExporter = NbconvertExporter(),
+    report: ReportSpec = ReportSpec(),
 ) -> RunOutcome:
-    """Schedule the notebook and report tasks of one run and wait for them all."""
+    """Schedule the notebook and report tasks of one run and wait for them all; ``report`` is the
+    config's ``report:`` block, shown in every report."""
     started = time.monotonic()
     notebooks_dir, reports_dir = settings.notebooks_dir, settings.reports_dir
     notebooks_dir.mkdir(parents=True, exist_ok=True)
@@ -391,15 +425,16 @@ def execute_workflow(
             failed[(kind, label)] = failure.message
             if failure.output:
                 outcome.notebooks.append(failure.output)
+            outcome.reports.extend(failure.reports)
             continue
         if kind == "report":
-            outcome.reports.append(str(value))
+            outcome.reports.extend(str(path) for path in value)
             continue
         done[label] = str(value)
         outcome.notebooks.append(str(value))
         output = workflow.notebooks[label].output
         if output is not None:
-            submit("report", label, report_task.submit(label, str(value), reports_dir, output.template, None, exporter))
+            submit("report", label, report_task.submit(label, str(value), reports_dir, output, report, None, exporter))
             running += 1
     if failed:
         rank = {label: i for i, label in enumerate(order)}  # notebooks in file order, then reports

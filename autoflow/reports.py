@@ -1,4 +1,5 @@
-"""Executed notebook → PDF report: nbconvert (asciidoc, via pandoc), then asciidoctor-pdf.
+"""Executed notebook → reports: PDF (nbconvert to asciidoc, via pandoc, then asciidoctor-pdf)
+and self-contained HTML (nbconvert's HTML exporter with AutoFlow's template).
 
 nbconvert, pandoc and asciidoctor-pdf stay behind this module: callers get :class:`ReportError`.
 The report shows what a reader needs (markdown, printed text, tables, figures) and none of the
@@ -8,6 +9,9 @@ machinery (code, prompts, parameter cells, scrapbook scraps, warnings on stderr)
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import html as html_text
+import json
 import logging
 import os
 import re
@@ -15,23 +19,28 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import nbformat
-from nbconvert.exporters import ASCIIDocExporter
+from nbconvert.exporters import ASCIIDocExporter, HTMLExporter
 from traitlets.config import Config
 
 from autoflow.errors import ReportError
 from autoflow.redaction import environment_without_secrets
+from autoflow.spec.models import ReportSpec
 
 __all__ = [
     "DEFAULT_TEMPLATE",
     "REQUIRED_TOOLS",
     "TEMPLATES_DIR",
+    "HTML_TEMPLATE",
     "check_report_tools",
+    "export_html",
     "export_pdf",
+    "human_date",
     "prepare_notebook",
 ]
 
@@ -42,6 +51,8 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 #: the default report template; user templates may ``{% extends %}`` it by this name
 DEFAULT_TEMPLATE = "autoflow_report.asciidoc.j2"
 THEME = TEMPLATES_DIR / "autoflow_report-theme.yml"
+#: the HTML report's nbconvert template (a folder in :data:`TEMPLATES_DIR`, based on nbconvert's ``lab``)
+HTML_TEMPLATE = "autoflow_report_html"
 #: command -> Debian package that provides it
 REQUIRED_TOOLS = {"pandoc": "pandoc", "asciidoctor-pdf": "ruby-asciidoctor-pdf"}
 #: seconds asciidoctor-pdf may take for one report, and pandoc for one cell
@@ -61,6 +72,15 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 #: asciidoc preprocessor directives, processed even inside literal blocks unless escaped
 DIRECTIVE = re.compile(r"^((?:include|ifdef|ifndef|ifeval|endif)::)", re.M)
 VBAR_PLACEHOLDER = "\ue000"
+#: U+2212 before a number: reports use the ASCII hyphen-minus pandas and print() write, which
+#: also survives being copied into a spreadsheet
+UNICODE_MINUS = re.compile("\u2212(?=[0-9.])")
+#: a table cell holding only text (no markup)
+TABLE_CELL = re.compile(r"<td(?P<attrs>(?:\s[^<>]*)?)>(?P<text>[^<]*)</td>")
+#: what a table cell of numbers holds: 1200, -3.5, 1,234.5, .5, 1e-06, 12 %, and pandas' missing values
+NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:[,\u202f]\d{3})+|\d+|(?=\.\d))(?:\.\d*)?(?:[eE][-+]?\d+)?(?:\s?%)?|NaN|nan|<NA>|NaT|None|-?inf")
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")  # fmt: skip
 TABLE_ATTRIBUTES = re.compile(r"^\[(?=[^\n]*\]\n\|===$)", re.M)
 
 
@@ -81,21 +101,25 @@ WORKSPACE_PREFIX = ".autoflow-report-"
 
 
 def sweep_stale_workspaces(reports_dir: Path, *, older_than: float = STALE_WORKSPACE_SECONDS) -> int:
-    """Remove report working folders a killed process left in ``reports_dir``; returns how many.
+    """Remove report working folders (and half-written HTML files) a killed process left in
+    ``reports_dir``; returns how many.
 
-    Only folders untouched for ``older_than`` seconds go, so conversions running in another
+    Only those untouched for ``older_than`` seconds go, so conversions running in another
     AutoFlow process that shares the outputs directory are left alone.
     """
     removed = 0
     cutoff = time.time() - older_than
     try:
-        candidates = [p for p in Path(reports_dir).glob(f"{WORKSPACE_PREFIX}*") if p.is_dir() and not p.is_symlink()]
+        candidates = [p for p in Path(reports_dir).glob(f"{WORKSPACE_PREFIX}*") if not p.is_symlink()]
     except OSError:
         return 0
     for path in candidates:
         try:
             if path.stat().st_mtime < cutoff:
-                shutil.rmtree(path)
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
                 removed += 1
         except OSError as exc:
             log.warning("cannot remove the unfinished report folder %s: %s", path, exc.strerror or exc)
@@ -110,24 +134,25 @@ def export_pdf(
     *,
     template: Path | None = None,
     title: str | None = None,
+    report: ReportSpec | None = None,
 ) -> Path:
     """Write a PDF report of the executed notebook ``notebook_path`` to ``pdf_path``; returns it.
 
     ``template`` is a Jinja asciidoc template file (extending ``asciidoc/index.asciidoc.j2`` or
     :data:`DEFAULT_TEMPLATE`); by default AutoFlow's. The title is ``title``, else the notebook's
-    first heading. Intermediate files live in a hidden temporary folder beside the PDF; only the PDF
-    is kept, renamed into place when complete.
+    first heading. ``report`` adds the organisation line and the time it was generated to each
+    page's header. Intermediate files live in a hidden temporary folder beside the PDF; only the
+    PDF is kept, renamed into place when complete.
     """
     check_report_tools()
     notebook_path, pdf_path = Path(notebook_path), Path(pdf_path)
     name = notebook_path.name
-    try:
-        nb = nbformat.read(notebook_path, as_version=4)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is one kind of failure here
-        raise ReportError(f"cannot report on {notebook_path}: it is not a readable notebook ({_gist(str(exc))})") from None
+    nb = _read_notebook(notebook_path)
     if template is not None and not Path(template).is_file():
         raise ReportError(f"report template {template} does not exist; fix 'output.template' in workflows.yml")
-    prepared, resources = prepare_notebook(nb, title=title, fallback_title=name.split("__")[0].removesuffix(".ipynb"))
+    prepared, resources = prepare_notebook(
+        nb, title=title, fallback_title=_fallback_title(name), report=report, generated=dt.datetime.now(dt.timezone.utc)
+    )
 
     try:
         pdf_path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +171,9 @@ def export_pdf(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data if isinstance(data, bytes) else str(data).encode())
         built = workdir / "report.pdf"
-        _asciidoctor_pdf(adoc, built, name)
+        header = resources["autoflow"]
+        running = {"autoflow-organisation": header["organisation"] or "", "autoflow-generated": header["generated_at_text"] or ""}
+        _asciidoctor_pdf(adoc, built, name, running)
         try:
             os.replace(built, pdf_path)
         except OSError as exc:
@@ -154,14 +181,128 @@ def export_pdf(
     return pdf_path
 
 
+def export_html(
+    notebook_path: Path,
+    html_path: Path,
+    *,
+    title: str | None = None,
+    report: ReportSpec | None = None,
+) -> Path:
+    """Write a self-contained HTML report of the executed notebook ``notebook_path`` to ``html_path``.
+
+    The same content, title and header as :func:`export_pdf`: figures embedded as data URIs, no
+    scripts or styles fetched from elsewhere, readable on a phone. Written to a hidden file beside
+    ``html_path`` and renamed into place when complete; returns ``html_path``.
+    """
+    notebook_path, html_path = Path(notebook_path), Path(html_path)
+    name = notebook_path.name
+    nb = _read_notebook(notebook_path)
+    prepared, resources = prepare_notebook(
+        nb, title=title, fallback_title=_fallback_title(name), report=report, generated=dt.datetime.now(dt.timezone.utc)
+    )
+    config = Config()
+    config.TemplateExporter.exclude_input = True
+    config.TemplateExporter.exclude_input_prompt = True
+    config.TemplateExporter.exclude_output_prompt = True
+    # nothing from a CDN: no require.js, MathJax or widget manager (the template links none either)
+    config.HTMLExporter.require_js_url = ""
+    config.HTMLExporter.mathjax_url = ""
+    config.HTMLExporter.widget_renderer_url = ""
+    exporter = HTMLExporter(
+        config=config,
+        extra_template_basedirs=[str(TEMPLATES_DIR)],  # never the current directory
+        template_name=HTML_TEMPLATE,
+    )
+    try:
+        body, _ = exporter.from_notebook_node(prepared, resources={**resources, "metadata": {"name": resources["autoflow"]["title"]}})
+    except Exception as exc:  # noqa: BLE001 - nbconvert and jinja failures alike
+        raise ReportError(f"cannot convert {name} to HTML: {type(exc).__name__}: {_gist(str(exc))}") from None
+    try:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        # not mkstemp: its file is private (0600), a report is as readable as the umask allows
+        temporary = html_path.with_name(f"{WORKSPACE_PREFIX}{uuid.uuid4().hex}.html")
+        try:
+            with temporary.open("x", encoding="utf-8") as out:
+                out.write(body)
+            os.replace(temporary, html_path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ReportError(f"cannot write the HTML report of {name} to {html_path}: {exc.strerror}") from None
+    return html_path
+
+
+def _read_notebook(path: Path) -> nbformat.NotebookNode:
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one kind of failure here
+        raise ReportError(f"cannot report on {path}: it is not a readable notebook ({_gist(str(exc))})") from None
+
+
+def _fallback_title(notebook_name: str) -> str:
+    return notebook_name.split("__")[0].removesuffix(".ipynb")
+
+
+def human_date(day: dt.date) -> str:
+    """``day`` as people write it, the same in every locale: ``9 March 2024``."""
+    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+
+
+def header_facts(
+    nb: nbformat.NotebookNode, report: ReportSpec | None = None, generated: dt.datetime | None = None
+) -> dict[str, Any]:
+    """What a report's header says besides its title, from the run record AutoFlow stamped into
+    ``nb``'s metadata and the ``report:`` block; every value is plain text (templates escape it).
+
+    ``workflow``, ``reference_date`` (ISO), ``reference_date_text`` ("9 March 2024 (2024-03-09)"),
+    ``parameters`` ("name = value" strings), ``organisation`` and ``generated_at_text``
+    ("generated at 2024-03-09 14:05 UTC"); each None (or empty) when unknown or turned off.
+    """
+    report = report or ReportSpec()
+    run = nb.metadata.get("autoflow", {})
+    run = run if isinstance(run, dict) else {}
+    iso = run.get("reference_date")
+    text = None
+    if isinstance(iso, str):
+        try:
+            text = f"{human_date(dt.date.fromisoformat(iso))} ({iso})"
+        except ValueError:
+            text = iso
+    parameters = run.get("parameters")
+    shown = []
+    if isinstance(parameters, dict):
+        for key, value in parameters.items():
+            shown.append(f"{key} = {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}")
+    generated_text = None
+    if report.generated_at and generated is not None:
+        generated_text = f"generated at {generated.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    workflow = run.get("workflow")
+    return {
+        "workflow": str(workflow) if workflow else None,
+        "reference_date": iso if isinstance(iso, str) else None,
+        "reference_date_text": text,
+        "parameters": shown,
+        "organisation": report.organisation,
+        "generated_at_text": generated_text,
+    }
+
+
 def prepare_notebook(
-    nb: nbformat.NotebookNode, *, title: str | None = None, fallback_title: str = "Report"
+    nb: nbformat.NotebookNode,
+    *,
+    title: str | None = None,
+    fallback_title: str = "Report",
+    report: ReportSpec | None = None,
+    generated: dt.datetime | None = None,
 ) -> tuple[nbformat.NotebookNode, dict[str, Any]]:
     """A copy of ``nb`` holding only what the report shows, and the nbconvert resources for it.
 
     Drops parameter cells, papermill banners, scrapbook scraps, stderr, object reprs and cells or
     outputs tagged ``remove-cell``/``remove-output``. The title is ``title``, else the first
-    markdown heading (which then leaves the body), else ``fallback_title``.
+    markdown heading (which then leaves the body), else ``fallback_title``. Minus signs become
+    ASCII hyphen-minus; table cells holding a number get ``class="number"`` (right-aligned).
+    ``resources["autoflow"]`` holds the title and :func:`header_facts`.
     """
     nb = copy.deepcopy(nb)
     kept = []
@@ -171,6 +312,8 @@ def prepare_notebook(
             continue
         if cell.cell_type == "code":
             cell.outputs = [] if tags & HIDDEN_OUTPUT_TAGS else [_clean(o) for o in cell.outputs if _shown(o)]
+        elif cell.cell_type == "markdown":
+            cell.source = _ascii_minus(cell.source)
         kept.append(cell)
     nb.cells = kept
 
@@ -186,7 +329,8 @@ def prepare_notebook(
             if level == 1 and all(other_level > 1 for _, _, other_level, _ in headings):
                 shift = -1  # the title was the only "#": "##" becomes a top-level section
     nb.cells = _split_sections(nb.cells, headings, shift)
-    return nb, {"autoflow": {"title": " ".join((title or fallback_title).split()) or "Report"}}
+    facts = header_facts(nb, report, generated)
+    return nb, {"autoflow": {"title": " ".join((title or fallback_title).split()) or "Report", **facts}}
 
 
 def _split_sections(cells: list[Any], headings: list[tuple[Any, int, int, str]], shift: int) -> list[Any]:
@@ -241,11 +385,39 @@ _INDEX_HEADER = re.compile(
 
 
 def _clean(output: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Merge pandas' separate index-name header row into the column header row."""
-    html = output.get("data", {}).get("text/html")
+    """Minus signs made consistent, numeric table cells marked, pandas' separate index-name
+    header row merged into the column header row."""
+    if output.output_type == "stream":
+        output.text = _ascii_minus(str(output.get("text", "")))
+        return output
+    data = output.get("data", {})
+    for mime in ("text/plain", "text/markdown", "text/html"):
+        if isinstance(data.get(mime), str):
+            data[mime] = _ascii_minus(data[mime])
+    html = data.get("text/html")
     if isinstance(html, str) and 'class="dataframe"' in html:
-        output.data["text/html"] = _INDEX_HEADER.sub(r"\1<th>\3</th>\2", html, count=1)
+        html = _INDEX_HEADER.sub(r"\1<th>\3</th>\2", html, count=1)
+    if isinstance(html, str) and "<td" in html:
+        data["text/html"] = TABLE_CELL.sub(_mark_number, html)
     return output
+
+
+def _ascii_minus(text: str) -> str:
+    return UNICODE_MINUS.sub("-", text)
+
+
+def _mark_number(cell: re.Match[str]) -> str:
+    """A ``<td>`` holding a number, with ``class="number"`` and the right alignment pandoc reads."""
+    attrs, text = cell.group("attrs"), cell.group("text")
+    if not NUMBER.fullmatch(html_text.unescape(text).strip()):
+        return cell.group(0)
+    if re.search(r"\sclass\s*=", attrs):
+        attrs = re.sub(r"(\sclass\s*=\s*[\"']?)", r"\1number ", attrs, count=1)
+    else:
+        attrs += ' class="number"'
+    if not re.search(r"\sstyle\s*=", attrs):
+        attrs += ' style="text-align: right"'
+    return f"<td{attrs}>{text}</td>"
 
 
 def _markdown_headings(nb: nbformat.NotebookNode) -> list[tuple[Any, int, int, str]]:
@@ -269,6 +441,12 @@ def literal_block(text: str) -> str:
     fence = "." * max(4, longest + 1)
     text = DIRECTIVE.sub(r"\\\1", text)
     return f"[subs=specialchars]\n{fence}\n{text}\n{fence}"
+
+
+def asciidoc_text(text: str) -> str:
+    """Plain ``text`` shown as is in asciidoc inline content (no markup, attributes or macros)."""
+    text = str(text).replace("]", "\\]")
+    return f"pass:c[{text}{' ' if text.endswith(chr(92)) else ''}]"  # a final backslash would escape the "]"
 
 
 def _tool_environment() -> dict[str, str]:
@@ -324,6 +502,7 @@ FILTERS = {
     "heading_to_asciidoc": heading_to_asciidoc,
     "html_to_asciidoc": html_to_asciidoc,
     "literal_block": literal_block,
+    "asciidoc_text": asciidoc_text,
 }
 
 
@@ -367,7 +546,8 @@ def _asciidoc(
         raise ReportError(f"cannot convert {name} to asciidoc: {type(exc).__name__}: {_gist(str(exc))}") from None
 
 
-def _asciidoctor_pdf(adoc: Path, pdf: Path, name: str) -> None:
+def _asciidoctor_pdf(adoc: Path, pdf: Path, name: str, attributes: dict[str, str] | None = None) -> None:
+    """``attributes`` are set for every template (the theme's running header reads them)."""
     command = [
         "asciidoctor-pdf",
         # the notebook's output is data, not instructions: no include:: of local files
@@ -375,6 +555,7 @@ def _asciidoctor_pdf(adoc: Path, pdf: Path, name: str) -> None:
         "secure",
         "--failure-level",
         "ERROR",
+        *(arg for key, value in (attributes or {}).items() for arg in ("-a", f"{key}={value}")),
         "-a",
         f"pdf-theme={THEME}",
         "-a",

@@ -53,7 +53,7 @@ def test_validate_inputs_option_before_or_after(inputs: Path) -> None:
 
 
 def test_validate_reports_every_problem_and_exits_2(inputs: Path) -> None:
-    bad = VALID.replace("a.ipynb", "missing.ipynb").replace("sms]", "smss]").replace("format: pdf", "format: html")
+    bad = VALID.replace("a.ipynb", "missing.ipynb").replace("sms]", "smss]").replace("format: pdf", "format: docx")
     (inputs / "workflows.yml").write_text(bad)
     result = autoflow("validate", cwd=inputs.parent, env={"AUTOFLOW_INPUTS_DIR": str(inputs)})
     assert result.returncode == 2

@@ -20,7 +20,7 @@ from autoflow.flows import NotebookRunner, ReportExporter, RunOutcome, RunReques
 from autoflow.notebooks import ExecutionLimits
 from autoflow.settings import Settings
 from autoflow.spec.loader import load_config
-from autoflow.spec.models import WorkflowSpec
+from autoflow.spec.models import ReportSpec, WorkflowSpec
 from tests.nbfactory import write_notebook
 
 pytestmark = pytest.mark.usefixtures("prefect_api_url")
@@ -58,16 +58,22 @@ class FakeRunner:
 
 
 class FakeExporter:
-    def __init__(self, failing: bool = False) -> None:
+    """Writes a stand-in report, or fails for every format (``failing=True``) or those named."""
+
+    def __init__(self, failing: bool | set[str] = False) -> None:
         self.failing = failing
         self.exported: list[str] = []
+        self.reports: list[ReportSpec] = []
 
-    def __call__(self, executed: Path, pdf: Path, *, template: Path | None, title: str | None) -> object:
-        if self.failing:
-            raise ReportError("asciidoctor-pdf is missing")
-        self.exported.append(executed.name)
-        pdf.write_text("pdf")
-        return pdf
+    def __call__(
+        self, executed: Path, target: Path, *, format: str, template: Path | None, title: str | None, report: ReportSpec
+    ) -> object:
+        if self.failing is True or (isinstance(self.failing, set) and format in self.failing):
+            raise ReportError("asciidoctor-pdf is missing" if format == "pdf" else f"cannot convert {executed.name} to HTML")
+        self.exported.append(executed.name if format == "pdf" else f"{executed.name} as {format}")
+        self.reports.append(report)
+        target.write_text(format)
+        return target
 
 
 def workflow(tmp_path: Path, notebooks_yml: str) -> tuple[WorkflowSpec, Settings]:
@@ -81,13 +87,16 @@ def workflow(tmp_path: Path, notebooks_yml: str) -> tuple[WorkflowSpec, Settings
 
 
 @flow(name="execute-workflow-test", persist_result=False, validate_parameters=False, task_runner=ThreadPoolTaskRunner(max_workers=2))  # type: ignore[arg-type]
-def _in_a_flow(spec: WorkflowSpec, settings: Settings, runner: Any, exporter: Any) -> RunOutcome:  # Protocols are no pydantic types
-    return execute_workflow(spec, RunRequest("w", {}, DAY, ((DAY, DAY),), attempt_id=7), settings, runner=runner, exporter=exporter)
+def _in_a_flow(spec: WorkflowSpec, settings: Settings, runner: Any, exporter: Any, report: ReportSpec) -> RunOutcome:  # Protocols are no pydantic types
+    request = RunRequest("w", {}, DAY, ((DAY, DAY),), attempt_id=7)
+    return execute_workflow(spec, request, settings, runner=runner, exporter=exporter, report=report)
 
 
-def run(spec: WorkflowSpec, settings: Settings, runner: NotebookRunner, exporter: ReportExporter) -> RunOutcome:
+def run(
+    spec: WorkflowSpec, settings: Settings, runner: NotebookRunner, exporter: ReportExporter, report: ReportSpec = ReportSpec()
+) -> RunOutcome:
     """execute_workflow as the workflow-run flow calls it: inside a flow run (its tasks need one)."""
-    return _in_a_flow(spec, settings, runner, exporter)
+    return _in_a_flow(spec, settings, runner, exporter, report)
 
 
 def test_notebooks_run_after_what_they_depend_on_and_receive_its_output(tmp_path: Path) -> None:
@@ -134,6 +143,29 @@ def test_a_failed_report_fails_the_run_but_keeps_its_notebook(tmp_path: Path) ->
     outcome = run(spec, settings, FakeRunner(), FakeExporter(failing=True))
     assert not outcome.success and outcome.error == "report r: asciidoctor-pdf is missing"
     assert len(outcome.notebooks) == 1 and outcome.reports == []
+
+
+def test_a_report_is_made_in_every_format_its_output_asks_for(tmp_path: Path) -> None:
+    spec, settings = workflow(tmp_path, """
+        r: {filename: nb.ipynb, output: {formats: [pdf, html]}}
+    """)  # fmt: skip
+    exporter, report = FakeExporter(), ReportSpec(organisation="Example Org")
+    outcome = run(spec, settings, FakeRunner(), exporter, report)
+    assert outcome.success, outcome.error
+    stem = Path(outcome.notebooks[0]).stem
+    assert [Path(p).name for p in outcome.reports] == [f"{stem}.pdf", f"{stem}.html"]
+    assert all(Path(p).parent == settings.reports_dir and Path(p).is_file() for p in outcome.reports)
+    assert exporter.reports == [report, report]  # the config's report block reaches every format
+
+
+def test_one_failed_format_fails_the_report_and_keeps_the_other(tmp_path: Path) -> None:
+    spec, settings = workflow(tmp_path, """
+        r: {filename: nb.ipynb, output: {formats: [html, pdf]}}
+    """)  # fmt: skip
+    outcome = run(spec, settings, FakeRunner(), FakeExporter(failing={"html"}))
+    assert not outcome.success and outcome.error is not None
+    assert outcome.error.startswith("report r: cannot convert ") and "to HTML" in outcome.error
+    assert [Path(p).suffix for p in outcome.reports] == [".pdf"]
 
 
 @pytest.mark.parametrize(("retryable", "tries"), [(True, 3), (False, 1)])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import nbformat
 
-from autoflow.reports import literal_block, prepare_notebook
+from autoflow.reports import asciidoc_text, human_date, literal_block, prepare_notebook
+from autoflow.spec.models import ReportSpec
 from tests.nbfactory import cell, make_notebook
 
 
@@ -141,6 +143,53 @@ def test_only_stale_report_workspaces_are_swept(tmp_path: Path) -> None:
     report = tmp_path / "old-report.pdf"
     report.write_bytes(b"%PDF-1.4")
     os.utime(report, (old, old))
-    assert sweep_stale_workspaces(tmp_path) == 1
-    assert not stale.exists() and busy.is_dir() and report.is_file()
+    half_written = tmp_path / ".autoflow-report-0a1b.html"  # an HTML report's temporary file
+    half_written.write_text("<html>")
+    os.utime(half_written, (old, old))
+    assert sweep_stale_workspaces(tmp_path) == 2
+    assert not stale.exists() and not half_written.exists() and busy.is_dir() and report.is_file()
     assert sweep_stale_workspaces(tmp_path / "missing") == 0
+
+
+def test_reference_date_is_written_for_people_and_the_header_comes_from_the_run_record() -> None:
+    assert human_date(dt.date(2024, 3, 9)) == "9 March 2024"
+    assert human_date(dt.date(2016, 12, 31)) == "31 December 2016"
+    nb = make_notebook("md:# T")
+    nb.metadata["autoflow"] = {"workflow": "flows", "reference_date": "2024-03-09", "parameters": {"country": "Nepal", "n": 3}}
+    at = dt.datetime(2024, 3, 10, 6, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    _, resources = prepare_notebook(nb, report=ReportSpec(organisation="Example Analytics"), generated=at)
+    facts = resources["autoflow"]
+    assert facts["reference_date_text"] == "9 March 2024 (2024-03-09)"
+    assert facts["workflow"] == "flows" and facts["parameters"] == ["country = Nepal", "n = 3"]
+    assert facts["organisation"] == "Example Analytics"
+    assert facts["generated_at_text"] == "generated at 2024-03-10 04:30 UTC"
+    _, resources = prepare_notebook(nb, report=ReportSpec(generated_at=False), generated=at)
+    assert resources["autoflow"]["generated_at_text"] is None and resources["autoflow"]["organisation"] is None
+    _, resources = prepare_notebook(make_notebook("md:# T"))  # not run by AutoFlow: no header facts
+    assert resources["autoflow"]["reference_date_text"] is None and resources["autoflow"]["parameters"] == []
+
+
+def test_minus_signs_are_ascii_everywhere_and_number_cells_are_marked() -> None:
+    table = (
+        '<table class="dataframe"><tbody><tr><th>a</th><td>\u22121.5</td><td>text</td><td>1,234.5</td>'
+        '<td>NaN</td><td><b>7</b></td><td class="data row0">12 %</td><td>-</td></tr></tbody></table>'
+    )
+    nb = make_notebook(
+        "md:Change of \u22123 % since \u2212 last week",
+        with_outputs("x", stream("delta \u22122.5\n"), display({"text/html": table, "text/plain": "\u22121.5"})),
+    )
+    prepared, _ = prepare_notebook(nb)
+    assert prepared.cells[0].source == "Change of -3 % since \u2212 last week"  # a dash between words stays
+    stream_out, table_out = prepared.cells[1].outputs
+    assert stream_out.text == "delta -2.5\n" and table_out.data["text/plain"] == "-1.5"
+    html = table_out.data["text/html"]
+    number = 'class="number" style="text-align: right"'
+    assert f"<td {number}>-1.5</td>" in html and f"<td {number}>1,234.5</td>" in html and f"<td {number}>NaN</td>" in html
+    assert "<td>text</td>" in html and "<td><b>7</b></td>" in html and "<td>-</td>" in html
+    assert '<td class="number data row0" style="text-align: right">12 %</td>' in html
+
+
+def test_asciidoc_text_is_shown_as_written() -> None:
+    assert asciidoc_text("a_b *c* {x}") == "pass:c[a_b *c* {x}]"
+    assert asciidoc_text("x]y") == "pass:c[x\\]y]"
+    assert asciidoc_text("ends\\") == "pass:c[ends\\ ]"

@@ -11,7 +11,7 @@ import pytest
 from autoflow import DateStencil
 from autoflow.errors import ConfigError
 from autoflow.spec.loader import load_config, load_config_text
-from autoflow.spec.models import AutoFlowConfig
+from autoflow.spec.models import AutoFlowConfig, ReportSpec
 from autoflow.spec.schedule import describe
 from tests.configs import NOTEBOOK, VALID, make_inputs, notebook_with_parameters
 
@@ -142,10 +142,10 @@ def test_wrong_types(inputs: Path) -> None:
 
 
 def test_every_problem_reported_at_once(inputs: Path) -> None:
-    text = VALID.replace("a.ipynb", "missing.ipynb").replace("format: pdf", "format: html").replace("sms]", "smss]")
+    text = VALID.replace("a.ipynb", "missing.ipynb").replace("format: pdf", "format: docx").replace("sms]", "smss]")
     found = problems(inputs, text)
     assert has(found, 5, "does not exist")
-    assert has(found, 16, "output format 'html'")
+    assert has(found, 16, "output format 'docx'")
     assert has(found, 22, "unknown CDR type 'smss'", "did you mean 'sms'")
     assert len(found) == 3
 
@@ -218,8 +218,67 @@ def test_bad_templates(inputs: Path) -> None:
     assert has(problems(inputs, VALID.replace("custom.tpl", "../x.tpl")), 17, "outside the inputs directory")
 
 
-def test_output_format_must_be_pdf(inputs: Path) -> None:
-    assert has(problems(inputs, VALID.replace("format: pdf", "format: html")), 16, "output format 'html'", "'pdf'")
+def test_output_format_must_be_pdf_or_html(inputs: Path) -> None:
+    assert has(problems(inputs, VALID.replace("format: pdf", "format: docx")), 16, "output format 'docx'", "'pdf', 'html'", col=19)
+    assert has(problems(inputs, VALID.replace("format: pdf", "format: htm")), 16, "(did you mean 'html'?)")
+
+
+def test_output_formats(inputs: Path) -> None:
+    config = load(inputs, VALID)
+    output = config.workflows["flows"].notebooks["report"].output
+    assert output is not None and output.formats == ("pdf",)
+    config = load(inputs, VALID.replace("format: pdf", "formats: [pdf, html]"))
+    output = config.workflows["flows"].notebooks["report"].output
+    assert output is not None and output.formats == ("pdf", "html") and output.template is not None
+    no_template = VALID.replace("          template: custom.tpl\n", "")
+    output = load(inputs, no_template.replace("format: pdf", "format: html")).workflows["flows"].notebooks["report"].output
+    assert output is not None and output.formats == ("html",) and output.template is None
+
+
+@pytest.mark.parametrize(
+    ("output", "line", "col", "fragments"),
+    [
+        ("formats: [pdf, pdf]", 16, 26, ("names 'pdf' twice",)),
+        ("formats: []", 16, 20, ("non-empty list", "an empty list")),
+        ("formats: pdf", 16, 20, ("non-empty list", "not a string")),
+        ("formats: [pdf, word]", 16, 26, ("output format 'word'",)),
+        ("format: pdf\n          formats: [html]", 17, 11, ("both 'format' and 'formats'",)),
+        ("fromat: pdf", 16, 11, ("unknown key 'fromat'", "did you mean 'format'")),
+        ("formats: [html]", 17, 11, ("'template'", "PDF's asciidoc template", "makes no PDF")),
+    ],
+)
+def test_bad_output_formats(inputs: Path, output: str, line: int, col: int, fragments: tuple[str, ...]) -> None:
+    found = problems(inputs, VALID.replace("format: pdf", output))
+    assert has(found, line, *fragments, col=col), found
+    assert len(found) == 1, found
+
+
+def test_output_without_a_format(inputs: Path) -> None:
+    found = problems(inputs, VALID.replace("          format: pdf\n", ""))
+    assert has(found, 16, "missing the required key 'format' (or 'formats', a list)"), found
+
+
+def test_report_block(inputs: Path) -> None:
+    assert load(inputs, VALID).report == ReportSpec()
+    config = load(inputs, VALID + "report:\n  organisation: Example Analytics\n  generated_at: false\n")
+    assert config.report == ReportSpec(organisation="Example Analytics", generated_at=False)
+    assert load(inputs, VALID + "report:\n").report == ReportSpec()
+
+
+@pytest.mark.parametrize(
+    ("block", "line", "col", "fragments"),
+    [
+        ("report:\n  organization: X\n", 30, 3, ("unknown key 'organization' in 'report'", "did you mean 'organisation'")),
+        ("report:\n  organisation: 12\n", 30, 17, ("'organisation' of 'report' must be a non-empty string", "not an integer")),
+        ("report:\n  generated_at: yes please\n", 30, 17, ("'generated_at' of 'report' must be true or false",)),
+        ("report: [organisation]\n", 29, 9, ("'report' must be a mapping",)),
+        ("reports:\n  organisation: X\n", 29, 1, ("unknown key 'reports'", "did you mean 'report'")),
+    ],
+)
+def test_bad_report_block(inputs: Path, block: str, line: int, col: int, fragments: tuple[str, ...]) -> None:
+    found = problems(inputs, VALID + block)
+    assert has(found, line, *fragments, col=col), found
+    assert len(found) == 1, found
 
 
 @pytest.mark.parametrize("cron", ["0 2 * *", "61 * * * *", "every day", "* * * * * * *"])

@@ -30,6 +30,7 @@ from autoflow.spec.models import (
     NotebookSpec,
     NotificationSpec,
     OutputSpec,
+    ReportSpec,
     SensorEntry,
     SensorSpec,
     SourceSpec,
@@ -46,10 +47,12 @@ CONFIG_FILENAME = "workflows.yml"
 SOURCE_TYPES = ("flowapi", "directory")
 
 # key -> required?  (keys are checked in this order)
-TOP_KEYS = {"workflows": True, "available_dates_sensor": True, "notifications": False}
+TOP_KEYS = {"workflows": True, "available_dates_sensor": True, "notifications": False, "report": False}
 WORKFLOW_KEYS = {"name": True, "notebooks": True}
 NOTEBOOK_KEYS = {"filename": True, "parameters": False, "output": False, "timeout": False, "retries": False}
-OUTPUT_KEYS = {"format": True, "template": False}
+#: 'format' or 'formats' is required (checked in _output)
+OUTPUT_KEYS = {"format": False, "formats": False, "template": False}
+REPORT_KEYS = {"organisation": False, "generated_at": False}
 #: the run policy: per sensor entry, with defaults at the top of the sensor block
 POLICY_KEYS = {"max_attempts": False, "retry_after": False, "catch_up": False}
 SENSOR_KEYS = {"schedule": True, "cdr_types": False, "workflows": True, "source": False, **POLICY_KEYS, "max_runs_per_tick": False}
@@ -268,6 +271,7 @@ def load_config_text(data: bytes, *, inputs_dir: Path, file: str = CONFIG_FILENA
     workflows: dict[str, WorkflowSpec] = {}
     sensor: SensorSpec | None = None
     notifications: tuple[NotificationSpec, ...] = ()
+    report = ReportSpec()
     if check.mapping(root, CONFIG_FILENAME, TOP_KEYS):
         if "workflows" in root.value:
             workflows = _workflows(check, root.child("workflows"))
@@ -277,9 +281,13 @@ def load_config_text(data: bytes, *, inputs_dir: Path, file: str = CONFIG_FILENA
             sensor = _sensor(check, root.child("available_dates_sensor"), workflows)
         if "notifications" in root.value:
             notifications = _notifications(check, root.child("notifications"))
+        if "report" in root.value:
+            report = _report(check, root.child("report"))
     if check.problems or sensor is None:
         raise ConfigError(check.problems)
-    return AutoFlowConfig(inputs_dir=inputs_dir, workflows=frozen_map(workflows), sensor=sensor, notifications=notifications)
+    return AutoFlowConfig(
+        inputs_dir=inputs_dir, workflows=frozen_map(workflows), sensor=sensor, notifications=notifications, report=report
+    )
 
 
 # -- workflows --------------------------------------------------------------------------------
@@ -415,23 +423,66 @@ def _notebook(check: _Checker, node: Node, label: str, workflow: str, labels: li
 
 
 def _output(check: _Checker, node: Node, what: str) -> OutputSpec | None:
+    """A notebook's ``output``: ``format: pdf|html`` or ``formats: [pdf, html]``, and the PDF's template."""
     if node.value is None:
         return None
     if not check.mapping(node, f"'output' of {what}", OUTPUT_KEYS):
         return None
-    fmt: str | None = None
-    if "format" in node.value:
+    formats: tuple[str, ...] | None = None
+    if "format" in node.value and "formats" in node.value:
+        check.add(
+            node.key_pos("formats"),
+            f"'output' of {what} has both 'format' and 'formats'; keep one (formats: [pdf, html] makes both)",
+        )
+    elif "format" in node.value:
         f = node.child("format")
-        if f.value not in OUTPUT_FORMATS:
-            check.add(f.pos, f"output format {f.value!r} of {what} is not supported; use {_quote_list(OUTPUT_FORMATS)}")
-        else:
-            fmt = str(f.value)
+        formats = (str(f.value),) if _output_format(check, f, what) else None
+    elif "formats" in node.value:
+        formats = _output_formats(check, node.child("formats"), what)
+    elif all(key in OUTPUT_KEYS for key in node.value):  # a misspelt key is reported once, by check.mapping
+        check.add(node.pos, f"'output' of {what} is missing the required key 'format' (or 'formats', a list)")
     template: Path | None = None
     if "template" in node.value and node.value["template"] is not None:
         template = check.input_file(node.child("template"), f"report template of {what}", ())
         if template is None:
             return None
-    return OutputSpec(format=fmt, template=template) if fmt else None
+        if formats is not None and "pdf" not in formats:
+            check.add(
+                node.key_pos("template"),
+                f"'template' of {what} is the PDF's asciidoc template, but this output makes no PDF; "
+                "remove 'template' or add 'pdf' to the formats",
+            )
+            return None
+    return OutputSpec(formats=formats, template=template) if formats else None
+
+
+def _output_format(check: _Checker, node: Node, what: str) -> bool:
+    if node.value in OUTPUT_FORMATS:
+        return True
+    check.add(
+        node.pos,
+        f"output format {node.value!r} of {what} is not supported{_did_you_mean(str(node.value), OUTPUT_FORMATS)}; "
+        f"use {_quote_list(OUTPUT_FORMATS)}",
+    )
+    return False
+
+
+def _output_formats(check: _Checker, node: Node, what: str) -> tuple[str, ...] | None:
+    if not node.is_sequence or len(node.value) == 0:
+        shown = "an empty list" if node.is_sequence else type_name(node.value)
+        check.add(node.pos, f"'formats' of {what} must be a non-empty list drawn from {_quote_list(OUTPUT_FORMATS)}, not {shown}")
+        return None
+    formats: list[str] = []
+    ok = True
+    for item in node.elements():
+        if not _output_format(check, item, what):
+            ok = False
+        elif item.value in formats:
+            check.add(item.pos, f"'formats' of {what} names {item.value!r} twice; list each format once")
+            ok = False
+        else:
+            formats.append(str(item.value))
+    return tuple(formats) if ok else None
 
 
 def _raw_dependencies(node: Node) -> dict[str, list[str]]:
@@ -815,6 +866,29 @@ def _late_data(check: _Checker, node: Node) -> float | None:
         check.add(after.pos, "'after' of 'late_data' must be longer than 0, such as '2 days'")
         return None
     return seconds
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def _report(check: _Checker, node: Node) -> ReportSpec:
+    """The top-level ``report`` block: what every report shows besides the notebook."""
+    if node.value is None or not check.mapping(node, "'report'", REPORT_KEYS):
+        return ReportSpec(position=node.pos)
+    organisation: str | None = None
+    if "organisation" in node.value and node.value["organisation"] is not None:
+        organisation = check.string(node, "organisation", "'organisation' of 'report'")
+        if organisation is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in organisation):
+            check.add(node.child("organisation").pos, "'organisation' of 'report' must be one line of text, without control characters")
+            organisation = None
+    generated_at = True
+    if "generated_at" in node.value:
+        flag = node.child("generated_at")
+        if isinstance(flag.value, bool):
+            generated_at = flag.value
+        else:
+            check.add(flag.pos, f"'generated_at' of 'report' must be true or false, not {type_name(flag.value)}")
+    return ReportSpec(organisation=organisation.strip() if organisation else None, generated_at=generated_at, position=node.pos)
 
 
 __all__ = ["CONFIG_FILENAME", "load_config", "load_config_text"]

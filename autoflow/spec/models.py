@@ -16,7 +16,8 @@ from autoflow.parameters import params_hash
 #: parameters AutoFlow supplies to notebooks by itself
 AUTOMATIC_PARAMETERS = ("reference_date", "date_ranges", "flowapi_url")
 CDR_TYPES = ("calls", "sms", "mds", "topups")
-OUTPUT_FORMATS = ("pdf",)
+#: report formats, in the order a report task makes them
+OUTPUT_FORMATS = ("pdf", "html")
 CATCH_UP = ("all", "latest")
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_RETRY_AFTER = 600.0
@@ -31,8 +32,11 @@ def frozen_map(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    format: str = "pdf"
-    #: absolute path of a custom asciidoc template inside the inputs directory, or None for ours
+    """The reports made of one executed notebook."""
+
+    #: one or more of :data:`OUTPUT_FORMATS`, each once
+    formats: tuple[str, ...] = ("pdf",)
+    #: the PDF's asciidoc template: absolute path inside the inputs directory, or None for ours
     template: Path | None = None
 
 
@@ -155,6 +159,17 @@ class NotificationSpec:
 
 
 @dataclass(frozen=True)
+class ReportSpec:
+    """What every report shows besides the notebook: the top-level ``report:`` block."""
+
+    #: a line naming who publishes the reports, in each report's header; None: no line
+    organisation: str | None = None
+    #: "generated at <UTC time>" in each report's header
+    generated_at: bool = True
+    position: Position | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class AutoFlowConfig:
     """A whole, validated workflows.yml."""
 
@@ -162,3 +177,5 @@ class AutoFlowConfig:
     workflows: Mapping[str, WorkflowSpec]
     sensor: SensorSpec
     notifications: tuple[NotificationSpec, ...] = ()
+    #: how every report looks (the top-level ``report:`` block)
+    report: ReportSpec = ReportSpec()
