@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import getpass
 import html.parser
 import http.server
 import os
@@ -309,3 +310,52 @@ class _Dates(html.parser.HTMLParser):
             assert words[1] == state, f"the colour ({state}) and the text ({words[1]}) agree"
             self.states[(self.workflows[-1], words[0])] = state
             self._item = None
+
+
+def test_the_stacks_nginx_configuration_serves_the_site_alone(site: Path, tmp_path: Path) -> None:
+    """config/nginx.conf run by this machine's nginx (the stack's image cannot be pulled here)."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        pytest.skip("nginx is not installed (sudo apt-get install nginx-light; make test-deps does)")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    outputs = site.parent
+    server = (REPO / "config" / "nginx.conf").read_text()
+    server = server.replace("root /mounts/outputs/site;", f"root {site};").replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    (tmp_path / "site.conf").write_text(server)
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off; user {getpass.getuser()}; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;\n"
+        f"events {{}}\nhttp {{ include /etc/nginx/mime.types; access_log off; client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path};\n"
+        f"fastcgi_temp_path {tmp_path}; uwsgi_temp_path {tmp_path}; scgi_temp_path {tmp_path}; include {tmp_path}/site.conf; }}\n"
+    )
+    process = subprocess.Popen([nginx, "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}/"
+
+        def status(path: str) -> tuple[int, str]:
+            for _ in range(50):
+                try:
+                    with urllib.request.urlopen(base + path, timeout=5) as response:
+                        return response.status, response.headers.get("Cache-Control", "")
+                except urllib.error.HTTPError as exc:
+                    return exc.code, ""
+                except urllib.error.URLError:
+                    if process.poll() is not None:
+                        pytest.fail(f"nginx stopped: {process.stderr.read().decode() if process.stderr else ''}")
+                    threading.Event().wait(0.1)
+            pytest.fail("nginx did not answer")
+
+        assert status("") == (200, "no-cache")
+        assert status("workflows/daily.html")[0] == 200
+        report = next((site / "reports").iterdir()).name
+        assert status(f"reports/{report}") == (200, "public, max-age=86400")
+        assert status("notebooks/")[0] in (403, 404), "no directory listing"
+        assert status(".autoflow-site.json")[0] == 404
+        (outputs / "secret.txt").write_text("not for the web")
+        assert status("../secret.txt")[0] in (400, 404) and status("%2e%2e/secret.txt")[0] in (400, 404)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
