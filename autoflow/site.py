@@ -210,6 +210,8 @@ class _Builder:
             stat = path.stat()
         except OSError:
             return Link(path.name, None)
+        if source in self.names["notebooks"]:  # two attempts sharing an executed notebook
+            return Link(path.name, self.names["notebooks"][source])
         rel = self._name("notebooks", source, ".html")
         key = {"source": source, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
         self.manifest["notebooks"][rel] = key
@@ -349,5 +351,5 @@ def _notebook_exporter() -> Any:
     config.HTMLExporter.embed_images = True
     config.HTMLExporter.extra_template_paths = [str(TEMPLATES / "nbconvert")]
     config.HTMLExporter.template_file = "autoflow_notebook.html.j2"
-    return HTMLExporter(config=config)
+    return HTMLExporter(config=config)  # type: ignore[no-untyped-call]
 
