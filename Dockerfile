@@ -21,11 +21,12 @@
 FROM debian:bookworm-slim AS runtime
 
 # python3 (3.11 in bookworm) runs AutoFlow; pandoc and asciidoctor-pdf (with its bundled Noto
-# fonts; matplotlib brings DejaVu) make the PDF reports; tini is PID 1, passing signals on and
+# fonts; matplotlib brings DejaVu) make the PDF reports; graphviz draws the workflow graphs; tini is PID 1, passing signals on and
 # reaping orphaned processes.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         ca-certificates \
+        graphviz \
         pandoc \
         python3 \
         python3-venv \

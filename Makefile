@@ -4,9 +4,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
-# Debian packages AutoFlow needs at run time (PDF reports) and for the tests (PDF checks)
-RUNTIME_DEBS := pandoc ruby-asciidoctor-pdf
-TEST_DEBS := poppler-utils
+# Debian packages AutoFlow needs at run time (PDF reports, workflow graphs) and for the tests
+# (PDF checks; the report site in a headless browser and behind the stack's nginx configuration)
+RUNTIME_DEBS := pandoc ruby-asciidoctor-pdf graphviz
+TEST_DEBS := poppler-utils chromium nginx-light
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
@@ -37,10 +38,10 @@ $(VENV)/.installed: $(BIN)/python requirements.lock pyproject.toml
 install: $(VENV)/.installed system-deps
 
 system-deps:
-	@$(MAKE) --no-print-directory debs DEBS="$(RUNTIME_DEBS)" CHECK="pandoc asciidoctor-pdf"
+	@$(MAKE) --no-print-directory debs DEBS="$(RUNTIME_DEBS)" CHECK="pandoc asciidoctor-pdf dot"
 
 test-deps: $(VENV)/.installed
-	@$(MAKE) --no-print-directory debs DEBS="$(TEST_DEBS)" CHECK="pdftotext pdfimages"
+	@$(MAKE) --no-print-directory debs DEBS="$(TEST_DEBS)" CHECK="pdftotext pdfimages chromium /usr/sbin/nginx"
 	@$(MAKE) --no-print-directory postgres-deps
 
 # PostgreSQL for the database tests: the server AUTOFLOW_TEST_POSTGRES names (default 127.0.0.1:5432),

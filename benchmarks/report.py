@@ -126,6 +126,7 @@ def markdown(results: dict[str, Any]) -> str:
     out += _b3(results.get("b3"))
     out += _b4(results.get("b4"), results.get("b1"))
     out += _b5(results.get("b5"))
+    out += _b6(results.get("b6"))
     out += _memory(results.get("memory"), results.get("b1"))
     if results.get("errors") or results.get("notes"):
         out += ["## Errors and notes", ""]
@@ -262,6 +263,18 @@ def _b5(b5: dict[str, Any] | None) -> list[str]:
         values = [v for r in b5["settings"] for v in r["latency"][name].get("values", [])]
         rows.append([name, f"{statistics.median(values):.2f} s" if values else "—"])
     out += _table(["part", "median"], rows)
+    return out
+
+
+def _b6(b6: dict[str, Any] | None) -> list[str]:
+    out = ["## B6 report site", ""]
+    if not b6 or "sizes" not in b6:
+        return out + [f"not run{': ' + b6['error'] if b6 and b6.get('error') else ''}", ""]
+    out += [f"`build_site` on a synthetic history; notebook rendering {b6['rendering']}. Seconds per build.", ""]
+    builds = list(b6["sizes"][0]["seconds"])
+    out += _table(["runs", "attempts", *builds, "site files"], [
+        [s["runs"], s["attempts"], *[s["seconds"][b] for b in builds], s["site_files"]] for s in b6["sizes"]
+    ] + [[f"ratio {b6['ratio_of']}", "", *[b6["ratio"][b] for b in builds], ""]])  # fmt: skip
     return out
 
 

@@ -66,7 +66,7 @@ def mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_everything_referenced_is_declared(stack: dict[str, Any]) -> None:
     declared = {kind: set(stack.get(kind) or {}) for kind in ("secrets", "volumes", "networks", "configs")}
-    assert set(stack["services"]) == {"autoflow", "autoflow-worker", "autoflow_postgres", "prefect"}
+    assert set(stack["services"]) == {"autoflow", "autoflow-worker", "autoflow_postgres", "prefect", "site"}
     for name, service in stack["services"].items():
         secrets = {s if isinstance(s, str) else s["source"] for s in service.get("secrets") or []}
         assert secrets <= declared["secrets"], f"{name}: undeclared secrets {secrets - declared['secrets']}"
@@ -188,3 +188,23 @@ def test_certificate_lines_uncomment_cleanly() -> None:
     assert len(marked) == 4
     stack = load(with_certificate(text))
     assert "SSL_CERTIFICATE_FILE" in stack["secrets"] and "SSL_CERTIFICATE_FILE" in environment(stack["services"]["autoflow"])
+
+
+def test_site_is_served_read_only_by_nginx(stack: dict[str, Any]) -> None:
+    site, autoflow = stack["services"]["site"], stack["services"]["autoflow"]
+    name, _, tag = site["image"].partition(":")
+    assert name == "nginx" and re.fullmatch(r"\d+\.\d+(\.\d+)?(-alpine)?", tag), "the official image, at a pinned version"
+    outputs = mounts(site)["/mounts/outputs"]
+    assert outputs["read_only"] is True and outputs["source"] == mounts(autoflow)["/mounts/outputs"]["source"]
+    assert len(mounts(site)) == 1 and not site.get("secrets"), "nothing but the outputs, read-only"
+    (config,) = site["configs"]
+    assert config["target"] == "/etc/nginx/conf.d/default.conf"
+    conf = (REPO / stack["configs"][config["source"]]["file"]).read_text()
+    directives = [line.split("#")[0].strip().rstrip(";") for line in conf.splitlines()]
+    assert "root /mounts/outputs/site" in directives and "autoindex off" in directives and "index index.html" in directives
+    assert "disable_symlinks on" in directives and not any(d.startswith("alias") for d in directives)
+    (port,) = site["ports"]
+    published, _, inside = str(port).rpartition(":")
+    assert f"listen {inside}" in directives
+    assert interpolate(published, {}) == "8080" and interpolate(published, {"AUTOFLOW_SITE_PORT": "9000"}) == "9000"
+    assert not set(site["networks"]) & (set(autoflow["networks"]) | {"database", "prefect"}), "the web server reaches nothing else"

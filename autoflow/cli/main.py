@@ -16,7 +16,7 @@ from autoflow.cli.app import Abort, Application
 from autoflow.errors import AutoFlowError
 
 #: subcommand modules, in help order; each has add_parser(subparsers) and run(app, args) -> int
-COMMANDS = ("run", "validate", "plan", "trigger", "backfill", "rerun", "cancel", "status", "db", "health", "worker")
+COMMANDS = ("run", "validate", "plan", "trigger", "backfill", "rerun", "cancel", "status", "db", "health", "worker", "graph")
 #: what runs when no subcommand is given
 DEFAULT_COMMAND = "run"
 #: directory options every command takes, before or after its name: (option, help)
