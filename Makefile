@@ -71,6 +71,7 @@ example: install
 	@echo "PDF reports:        examples/outputs/reports/ ($$(ls examples/outputs/reports | wc -l) files)"
 	@echo "Run history:        examples/outputs/autoflow.db; show it with"
 	@echo "                    AUTOFLOW_OUTPUTS_DIR=examples/outputs $(BIN)/python -m autoflow status"
+	@echo "Report site:        $$(pwd)/examples/outputs/site/index.html"
 
 test: install test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -19,6 +19,7 @@ from autoflow.store import RunStore
 
 if TYPE_CHECKING:
     from autoflow.notifications import Notifier
+    from autoflow.site import SiteBuilder
 
 
 def _config_key(inputs_dir: Path) -> tuple[int, int]:
@@ -44,6 +45,7 @@ class RunRuntime:
         self._store = store
         self._owns_store = store is None
         self._notifier: Notifier | None = None
+        self._site: SiteBuilder | None = None
 
     def config(self) -> AutoFlowConfig:
         """The parsed workflows.yml (raises :class:`autoflow.errors.ConfigError` if it no longer loads)."""
@@ -79,6 +81,21 @@ class RunRuntime:
                 self._notifier = Notifier(config, self.settings, state_file=state)
             return self._notifier
 
+    def rebuild_site(self) -> None:
+        """Have the report site rebuilt in the background (made on first use; never raises)."""
+        from autoflow.site import SiteBuilder
+
+        with self._lock:
+            if self._site is None:
+                self._site = SiteBuilder(self.config, lambda: self.store.history(), self.settings.outputs_dir)
+            site = self._site
+        site.request()
+
+    def run_ended(self, attempt_id: int) -> None:
+        """A run attempt's end was recorded: notify it and rebuild the report site (both in the background)."""
+        self.notify_end(attempt_id)
+        self.rebuild_site()
+
     def notify_end(self, attempt_id: int) -> None:
         """Send the notifications of a run attempt's end (in the background; never raises)."""
         from autoflow.notifications import notify_run_end
@@ -96,8 +113,13 @@ class RunRuntime:
         return (mine.inputs_dir, mine.outputs_dir, mine.db_url) == (settings.inputs_dir, settings.outputs_dir, settings.db_url)
 
     def close(self) -> None:
-        """Close the run store if this runtime opened it (SQLite then folds its write-ahead log
-        back into the database file and removes the -wal/-shm files)."""
+        """Finish the report site's pending build and the notifications' deliveries, then close the
+        run store if this runtime opened it (SQLite then folds its write-ahead log back into the
+        database file and removes the -wal/-shm files)."""
+        with self._lock:
+            site, self._site = self._site, None
+        if site is not None:
+            site.close()  # first: the build reads the history through the store
         with self._lock:
             store, self._store = self._store, (None if self._owns_store else self._store)
             notifier, self._notifier = self._notifier, None

@@ -95,7 +95,7 @@ class Sensor:
             if self.pool is not None:
                 self.pool.cancel_orphans(expired)
             for attempt in expired:
-                self.runtime.notify_end(attempt.id)
+                self.runtime.run_ended(attempt.id)
             current = self.plan()
         except AutoFlowError as exc:
             result.error = str(exc)

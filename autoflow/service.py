@@ -67,6 +67,7 @@ class Service:
             with prefect_api(settings.outputs_dir / "logs", settings.log_level) as api_url:
                 log.info("Prefect API: %s", api_url)
                 self.sensor = Sensor(self.config, settings, store)
+                self.sensor.runtime.rebuild_site()  # the site shows the history from the start
                 if self.config.notifications:
                     self.sensor.runtime.notifier.check()  # a missing secret or a URL Apprise rejects: stop now
                 tender: Tender | None = None
@@ -85,7 +86,10 @@ class Service:
                     if tender is not None:
                         tender.stop()
                     self.heartbeat.stop()
-                    self.sensor.close()
+                    self.sensor.close()  # waits for the report site's last build
+                    index = settings.outputs_dir / "site" / "index.html"
+                    if index.exists():
+                        log.info("report site: %s", index)
 
     def _loop(self, sensor: Sensor) -> int:
         schedule = self.config.sensor.schedule

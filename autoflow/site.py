@@ -27,8 +27,10 @@ import os
 import re
 import shutil
 import tempfile
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -353,3 +355,58 @@ def _notebook_exporter() -> Any:
     config.HTMLExporter.template_file = "autoflow_notebook.html.j2"
     return HTMLExporter(config=config)  # type: ignore[no-untyped-call]
 
+
+
+class SiteBuilder:
+    """Rebuilds the report site in a background thread whenever asked (:meth:`request`), coalescing
+    requests that arrive while a build runs into one more build; never raises into the caller.
+
+    ``history`` reads the run history, ``config`` the current workflows.yml; :meth:`close` waits
+    (at most ``timeout``) for a requested build to be written, so a process that ends right after a
+    run (a Prefect worker's flow run) still leaves an up-to-date site.
+    """
+
+    def __init__(self, config: Callable[[], AutoFlowConfig], history: Callable[[], Sequence[Attempt]], outputs_dir: Path) -> None:
+        self._config = config
+        self._history = history
+        self._outputs_dir = outputs_dir
+        self._wanted = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stopping = False
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        with self._lock:
+            if self._stopping:
+                return
+            self._idle.clear()
+            self._wanted.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="autoflow-site", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._wanted.wait()
+            with self._lock:
+                self._wanted.clear()
+            try:
+                started = time.monotonic()
+                index = build_site(self._config(), self._history(), self._outputs_dir)
+                log.debug("report site rebuilt in %.1f s: %s", time.monotonic() - started, index)
+            except Exception as exc:  # noqa: BLE001 - the site is a view; a failure never fails a run
+                log.warning("could not rebuild the report site: %s: %s", type(exc).__name__, exc)
+            with self._lock:
+                if not self._wanted.is_set():
+                    self._idle.set()
+                if self._stopping and not self._wanted.is_set():
+                    return
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Wait for the builds asked for so far (at most ``timeout`` seconds), then stop."""
+        with self._lock:
+            self._stopping = True
+        if not self._idle.wait(timeout):
+            log.warning("the report site is still being rebuilt after %.0f s; leaving it to finish", timeout)
