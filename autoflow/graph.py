@@ -33,7 +33,7 @@ def workflow_graph(workflow: WorkflowSpec) -> graphviz.Digraph:
         lines = [label, notebook.filename]
         attributes: dict[str, str] = {}
         if notebook.output is not None:
-            lines.append(f"→ {notebook.output.format.upper()} report")
+            lines.append(f"→ {' + '.join(f.upper() for f in notebook.output.formats)} report")
             attributes = {"shape": "note", "fillcolor": "#fff4d6", "color": "#a06a00", "class": "report"}
         graph.node(label, "\\n".join(lines), **attributes)
     for label in workflow.execution_order():
