@@ -45,6 +45,12 @@ def test_local_example(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-5000:]
     assert f"tick done: {len(EXPECTED_DATES)} due, {len(EXPECTED_DATES)} succeeded, 0 failed" in done.stderr
     check_local_example_outputs(outputs)
+    # the report site, rebuilt after every run: every date listed as it ended, the path said at the end
+    index = outputs / "site" / "index.html"
+    assert f"report site: {index}" in done.stderr
+    page = index.read_text()
+    for day in EXPECTED_DATES:
+        assert f'<li class="state success"><a href="workflows/daily-call-activity.html#run-' in page and f">{day}</a>" in page, day
 
     again = autoflow(inputs=LOCAL_EXAMPLE, outputs=outputs)  # everything has run: nothing is due
     assert again.returncode == 0, again.stderr[-5000:]

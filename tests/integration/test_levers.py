@@ -138,5 +138,9 @@ def test_retry_policy_notifications_cancel_rerun_and_backfill(
     assert backfill.returncode == 0, backfill.stderr
     assert app.runs_by_date()["2016-01-04"] == ["cancelled", "success"]
     assert [a.trigger for a in app.history() if a.reference_date == D(2016, 1, 4)] == ["backfill", "sensor"]
+    # the report site, rebuilt after each run by whichever process ran it, shows the latest states
+    page = (app.outputs / "site" / "index.html").read_text()
+    for day in ("2016-01-02", "2016-01-03", "2016-01-04"):
+        assert f">{day}</a> <span class=\"word\">success</span>" in page, day
     bad = app.run("backfill", "daily", "--from", "2016-01-05", "--to", "2016-01-01")
     assert bad.returncode == 2 and bad.stderr.strip() == "autoflow: error: --to 2016-01-01 is before --from 2016-01-05"

@@ -260,6 +260,9 @@ def test_runs_execute_once_on_prefect_workers_through_kills_and_stops(pool_deplo
     starts = [d for d, _ in app.marks("start")]
     assert starts.count(killed_date) == 2 and starts.count(stopped_date) == 2  # stopped midway, then again
     assert starts.count(cancelled_date) == 2 and by_date_of(history, cancelled_date) == ["cancelled", "success"]
+    # the report site, rebuilt by the workers' flow runs after each run, shows every date succeeded
+    page = (app.outputs / "site" / "index.html").read_text()
+    assert all(f'>{day.isoformat()}</a> <span class="word">success</span>' in page for day in DATES), page
     by_date = {a.reference_date.isoformat(): a for a in history if a.state == "success"}
     for date, worker in ends:
         assert f"worker {worker} on" in (by_date[date].executor or ""), (date, worker, by_date[date].executor)
