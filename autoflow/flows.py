@@ -334,7 +334,7 @@ def _run_attempt(runtime: RunRuntime, request: RunRequest, attempt_id: int, *, o
             success=outcome.success, error=outcome.error, notebooks=outcome.notebooks, reports=outcome.reports, cancelled=cancelled
         )
     if recorded:
-        runtime.run_ended(attempt_id)
+        runtime.run_ended(attempt_id, rebuild_site=not own_process)
     if not recorded:
         log.warning("run %s: ended, but its attempt was no longer running (declared abandoned meanwhile): its end is not recorded", label)
     if outcome.success:

@@ -57,6 +57,7 @@ def launch_by_hand(
             result = run_in_worker_thread(lambda: sensor.launch_all(due, trigger=trigger), f"autoflow-{trigger}")
             if result.submitted and not result.error:
                 result = await_submitted(sensor, result, settings, stop)
+                sensor.runtime.rebuild_site()  # the runs ended on workers, which leave the site to us
             return result
         except KeyboardInterrupt:
             active = sensor.launcher.leases.active

@@ -91,10 +91,13 @@ class RunRuntime:
             site = self._site
         site.request()
 
-    def run_ended(self, attempt_id: int) -> None:
-        """A run attempt's end was recorded: notify it and rebuild the report site (both in the background)."""
+    def run_ended(self, attempt_id: int, *, rebuild_site: bool = True) -> None:
+        """A run attempt's end was recorded: notify it and (``rebuild_site``) rebuild the report site,
+        both in the background. A worker's flow run leaves the site to the service, which watches
+        for ended runs: its process would otherwise wait for the build before it could end."""
         self.notify_end(attempt_id)
-        self.rebuild_site()
+        if rebuild_site:
+            self.rebuild_site()
 
     def notify_end(self, attempt_id: int) -> None:
         """Send the notifications of a run attempt's end (in the background; never raises)."""

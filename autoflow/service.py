@@ -21,6 +21,7 @@ from autoflow.prefect_env import prefect_api
 from autoflow.run_bounds import longest_allowed_run
 from autoflow.sensor import Sensor, TickResult, run_tick
 from autoflow.settings import Settings
+from autoflow.site import SiteWatcher
 from autoflow.spec.models import AutoFlowConfig
 from autoflow.spec.schedule import describe, next_tick
 from autoflow.store import RunStore
@@ -71,9 +72,12 @@ class Service:
                 if self.config.notifications:
                     self.sensor.runtime.notifier.check()  # a missing secret or a URL Apprise rejects: stop now
                 tender: Tender | None = None
+                watcher: SiteWatcher | None = None
                 if self.sensor.pool is not None:
                     self.sensor.pool.deploy()
                     tender = Tender(self.sensor.pool, interval=max(settings.run_lease_seconds / 3.0, 0.5)).start()
+                    # runs end on the workers: the site is rebuilt here when the history says one ended
+                    watcher = SiteWatcher(store.ended_mark, self.sensor.runtime.rebuild_site).start()
                 self._install_signal_handlers()
                 self.heartbeat = HeartbeatWriter(
                     settings.outputs_dir,
@@ -85,6 +89,8 @@ class Service:
                 finally:
                     if tender is not None:
                         tender.stop()
+                    if watcher is not None:
+                        watcher.stop()
                     self.heartbeat.stop()
                     self.sensor.close()  # waits for the report site's last build
                     index = settings.outputs_dir / "site" / "index.html"

@@ -410,3 +410,35 @@ class SiteBuilder:
             self._stopping = True
         if not self._idle.wait(timeout):
             log.warning("the report site is still being rebuilt after %.0f s; leaving it to finish", timeout)
+
+
+class SiteWatcher:
+    """For runs executed elsewhere (Prefect workers): a thread that looks every ``interval`` seconds
+    whether a run has ended (``ended_mark`` changed) and then asks for a rebuild."""
+
+    def __init__(self, ended_mark: Callable[[], object], rebuild: Callable[[], None], interval: float = 5.0) -> None:
+        self._ended_mark = ended_mark
+        self._rebuild = rebuild
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="autoflow-site-watch", daemon=True)
+
+    def start(self) -> SiteWatcher:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        seen: object = None
+        while not self._stop.wait(self._interval):
+            try:
+                mark = self._ended_mark()
+            except Exception as exc:  # noqa: BLE001 - looked at again next time
+                log.debug("could not tell whether a run ended: %s", exc)
+                continue
+            if mark != seen:
+                seen = mark
+                self._rebuild()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

@@ -347,6 +347,15 @@ class RunStore:
         with self._transaction("record a queued run that never started", write=True) as connection:
             return bool(connection.execute(statement).rowcount)
 
+    def ended_mark(self) -> tuple[int, dt.datetime | None]:
+        """How many attempts have ended, and the latest end: changes whenever a run ends (one short read)."""
+        statement = sa.select(sa.func.count(), sa.func.max(_runs.finished_at)).where(_runs.state != "running")
+        with self._transaction("read when a run last ended") as connection:
+            count, latest = connection.execute(statement).one()
+        if isinstance(latest, str):  # SQLite's aggregate skips the column type
+            latest = dt.datetime.fromisoformat(latest)
+        return int(count), latest
+
     def queued(self) -> list[Attempt]:
         """Running attempts handed to a Prefect work pool that no process has taken yet."""
         statement = sa.select(run_attempts).where(
