@@ -91,6 +91,7 @@ class Service:
                         tender.stop()
                     if watcher is not None:
                         watcher.stop()
+                        self.sensor.runtime.rebuild_site()  # a run may have ended since it last looked
                     self.heartbeat.stop()
                     self.sensor.close()  # waits for the report site's last build
                     index = settings.outputs_dir / "site" / "index.html"
