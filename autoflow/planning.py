@@ -270,8 +270,10 @@ def plan(
 
 
 #: how the errors of attempts that did not fail on their own merits begin: their process was
-#: stopped or died (``lease``, ``RunStore.expire_abandoned``); they run again without a wait
-LOST_PREFIXES = ("interrupted", "abandoned")
+#: stopped or died (``lease``, ``RunStore.expire_abandoned``), or no process ever started them
+#: (``RunStore.fail_unstarted``: a work pool without a worker, a flow run Prefect lost); they run
+#: again without a wait and do not count towards ``max_attempts``
+LOST_PREFIXES = ("interrupted", "abandoned", "not started")
 
 
 def _lost(error: str | None) -> bool:

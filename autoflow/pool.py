@@ -239,7 +239,7 @@ class WorkPool:
                 if error is None:
                     alive.append(attempt.id)
                     continue
-                error = f"its Prefect flow run {attempt.flow_run_id} {error}"
+                error = f"not started: its Prefect flow run {attempt.flow_run_id} {error}"
                 if self.store.fail_unstarted(attempt.id, error):
                     log.warning("%s for %s (attempt %d) failed: %s", attempt.workflow, attempt.reference_date.isoformat(), attempt.attempt, error)
                     failed.append(dataclasses.replace(attempt, state="failed", error=error))

@@ -124,7 +124,7 @@ class Launcher:
         except AutoFlowError as exc:
             log.error("run %s: failed: %s", label, exc)
             # only while no worker has taken it: a flow run created before the error may be running it
-            self.store.fail_unstarted(attempt.id, str(exc))
+            self.store.fail_unstarted(attempt.id, f"not started: {exc}")
             return LaunchResult(run, attempt, RunOutcome(error=str(exc)))
         log.info("run %s: submitted to the work pool '%s' (Prefect flow run %s)", label, self.pool.name, flow_run_id)
         return LaunchResult(run, attempt, None, submitted=flow_run_id)

@@ -224,7 +224,7 @@ def await_submitted(sensor: Sensor, result: TickResult, settings: Settings, stop
         )  # fmt: skip
         workerless_since = None if workers or not queued else (workerless_since or time.monotonic())
         if workerless_since is not None and time.monotonic() - workerless_since > pool.start_bound:
-            reason = f"not run: the work pool '{pool.name}' had no live worker for {pool.start_bound:.0f} s"
+            reason = f"not started: the work pool '{pool.name}' had no live worker for {pool.start_bound:.0f} s"
             for record in queued:
                 if sensor.store.fail_unstarted(record.id, reason):
                     pending.discard(record.id)

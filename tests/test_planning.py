@@ -25,7 +25,7 @@ class Prior:
 
     def __post_init__(self) -> None:
         if self.failures < 0:
-            lost = (self.error or "").startswith(("interrupted", "abandoned"))
+            lost = (self.error or "").startswith(("interrupted", "abandoned", "not started"))
             object.__setattr__(self, "failures", self.attempt - self.budget_from + 1 if self.state == "failed" and not lost else 0)
 
 
@@ -166,9 +166,10 @@ def test_a_failed_run_waits_retry_after_doubling_per_attempt_capped_at_a_day() -
         # its process was stopped or died: not the run's fault, so no wait (the attempt still counts)
         key(e, D(2016, 1, 5)): Prior("failed", attempt=2, error="interrupted: AutoFlow was stopped (SIGTERM)", finished_at=NOW),
         key(e, D(2016, 1, 6)): Prior("failed", attempt=2, error="abandoned: no heartbeat since ...", finished_at=NOW),
+        key(e, D(2016, 1, 7)): Prior("failed", attempt=2, error="not started: the work pool 'p' had no live worker for 120 s", finished_at=NOW),
     }
-    result = plan([e], days(1, 6), history, now=NOW, lease_seconds=300)
-    assert [r.reference_date for r in result.due] == [D(2016, 1, 1), D(2016, 1, 4), D(2016, 1, 5), D(2016, 1, 6)]
+    result = plan([e], days(1, 7), history, now=NOW, lease_seconds=300)
+    assert [r.reference_date for r in result.due] == [D(2016, 1, 1), D(2016, 1, 4), D(2016, 1, 5), D(2016, 1, 6), D(2016, 1, 7)]
     skipped = {s.reference_date: s for s in result.skipped}
     assert skipped[D(2016, 1, 2)].kind == "waiting for retry"
     assert skipped[D(2016, 1, 2)].reason == "waiting for retry until 2026-01-01 12:05:00 UTC (failure 2 of 20 allowed: boom)"

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from autoflow.errors import RunStoreError
 from autoflow.parameters import from_typed_json, params_hash, to_typed_json
 from autoflow.settings import mask_url
-from autoflow.planning import PriorAttempt, RunId
+from autoflow.planning import LOST_PREFIXES, PriorAttempt, RunId
 from autoflow.store.attempts import Attempt, RunKey, attempt_from_row, encode_date_ranges
 from autoflow.store.engine import WRITE, create_engine, one_line, parse_url, sqlite_file, unreachable
 from autoflow.store.owners import Owner, is_gone_from_this_host
@@ -202,15 +202,14 @@ class RunStore:
             )
             .scalar_subquery()
             .label("budget_from"),
-            # failures that count against max_attempts: since that attempt, not lost ones (interrupted, abandoned)
+            # failures that count against max_attempts: since that attempt, not lost ones (LOST_PREFIXES)
             sa.select(sa.func.count())
             .where(
                 counted.c.workflow == _runs.workflow,
                 counted.c.params_hash == _runs.params_hash,
                 counted.c.reference_date == _runs.reference_date,
                 counted.c.state == "failed",
-                sa.not_(sa.func.coalesce(counted.c.error, "").like("interrupted%")),
-                sa.not_(sa.func.coalesce(counted.c.error, "").like("abandoned%")),
+                *(sa.not_(sa.func.coalesce(counted.c.error, "").like(f"{prefix}%")) for prefix in LOST_PREFIXES),
                 counted.c.attempt >= sa.select(sa.func.coalesce(sa.func.max(by_hand2.c.attempt), 1))
                 .where(
                     by_hand2.c.workflow == _runs.workflow,

@@ -627,3 +627,6 @@ def test_latest_states_carry_the_retry_budget(run_store: RunStore) -> None:
     assert run_store.finish(lost.id, success=False, error="interrupted: AutoFlow was stopped (SIGTERM)")
     state = run_store.latest_states(["wf"])[("wf", params_hash({}), DAY)]
     assert (state.attempt, state.failures) == (5, 2)
+    queued = must_claim(run_store, previous_attempt=5)  # no worker ever took it: not the run's failure either
+    assert run_store.fail_unstarted(queued.id, "not started: the work pool 'p' had no live worker for 120 s")
+    assert run_store.latest_states(["wf"])[("wf", params_hash({}), DAY)].failures == 2
