@@ -8,15 +8,19 @@ Graphviz's ``dot`` program and raises :class:`GraphError` saying how to install 
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import graphviz
 
 from autoflow.errors import AutoFlowError
+from autoflow.redaction import environment_without_secrets
 from autoflow.spec.models import WorkflowSpec
 
 #: output formats ``render`` produces (besides DOT itself, which needs no program)
 FORMATS = ("svg", "png", "dot")
 INSTALL_HINT = "install Graphviz's dot program: sudo apt-get install graphviz (Debian/Ubuntu)"
+#: seconds ``dot`` may take for one graph
+DOT_TIMEOUT = 60
 
 
 class GraphError(AutoFlowError):
@@ -53,12 +57,21 @@ def render(workflow: WorkflowSpec, fmt: str = "svg") -> bytes:
         raise GraphError(f"cannot draw a graph as {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "dot":
         return workflow_dot(workflow).encode()
-    if shutil.which("dot") is None:
+    dot = shutil.which("dot")
+    if dot is None:
         raise GraphError(f"drawing a workflow graph needs Graphviz; {INSTALL_HINT}")
+    # our own call rather than graphviz's pipe(): the program gets no secret from our environment
     try:
-        return bytes(workflow_graph(workflow).pipe(format=fmt))
-    except (graphviz.ExecutableNotFound, graphviz.CalledProcessError) as exc:
-        raise GraphError(f"Graphviz could not draw {workflow.name}: {str(exc).splitlines()[0]}; {INSTALL_HINT}") from None
+        done = subprocess.run(
+            [dot, f"-T{fmt}"], input=workflow_dot(workflow).encode(), capture_output=True, timeout=DOT_TIMEOUT,
+            env=environment_without_secrets(), check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GraphError(f"Graphviz could not draw {workflow.name}: {exc}; {INSTALL_HINT}") from None
+    if done.returncode != 0:
+        why = (done.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {done.returncode}"])[0]
+        raise GraphError(f"Graphviz could not draw {workflow.name}: {why}; {INSTALL_HINT}")
+    return done.stdout
 
 
 def svg_for_html(workflow: WorkflowSpec) -> str:
