@@ -53,6 +53,14 @@ def _describe(entry: SensorEntry) -> str:
     return parameters or f"date stencil {json.dumps(entry.date_stencil.as_json(), default=str)}"
 
 
+def find_workflow(config: AutoFlowConfig, name: str) -> WorkflowSpec:
+    """The workflow called ``name``; UsageError naming the ones workflows.yml defines otherwise."""
+    workflow = config.workflows.get(name)
+    if workflow is None:
+        raise UsageError(f"unknown workflow '{name}'; workflows.yml defines: {', '.join(config.workflows)}")
+    return workflow
+
+
 def choose_entry(config: AutoFlowConfig, workflow: str, number: int | None) -> SensorEntry | None:
     """The workflow's sensor entry: its only one, or the ``number``-th (1-based); None when it has none."""
     entries = [e for e in config.sensor.workflows if e.workflow_name == workflow]
@@ -93,9 +101,7 @@ def resolve_manual_run(
     entry_number: int | None = None,
 ) -> ManualRun:
     """The run ``autoflow trigger`` asks for: the sensor entry's parameters and stencil unless overridden."""
-    workflow = config.workflows.get(workflow_name)
-    if workflow is None:
-        raise UsageError(f"unknown workflow '{workflow_name}'; workflows.yml defines: {', '.join(config.workflows)}")
+    workflow = find_workflow(config, workflow_name)
     try:
         reference_date = dt.date.fromisoformat(date_text)
     except ValueError:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 
 from autoflow.cli.app import Application
-from autoflow.cli.trigger import _entry_number
+from autoflow.cli.trigger import add_entry_arguments
 
 HELP = "run a workflow for a range of reference dates (those that never succeeded, by default)"
 
@@ -16,14 +17,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("workflow", help="a workflow name from workflows.yml")
     parser.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD", help="the first reference date")
     parser.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD", help="the last reference date (included)")
-    parser.add_argument(
-        "--entry", type=_entry_number, metavar="N",
-        help="use the parameters and date stencil of the workflow's N-th sensor entry (1-based; needed when it has several)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--param", action="append", default=[], metavar="NAME=VALUE",
-        help="a workflow parameter, overriding the sensor entry's; VALUE is read as YAML, as in workflows.yml",
-    )  # fmt: skip
+    add_entry_arguments(parser)
     parser.add_argument(
         "--reprocess", choices=("missing", "failed", "all"), default="missing",
         help="which runs: missing (never succeeded; the default), failed (latest attempt failed or was cancelled), all (succeeded ones too)",
@@ -47,22 +41,17 @@ def run(app: Application, args: argparse.Namespace) -> int:
     from autoflow.planning import plan_backfill
     from autoflow.sources import make_source, union_of_dates
     from autoflow.store import RunStore
-    from autoflow.triggering import choose_entry, read_assignments, resolve_parameters
+    from autoflow.spec.models import SensorEntry, frozen_map
+    from autoflow.triggering import choose_entry, find_workflow, read_assignments, resolve_parameters
 
     config = app.load_config()
     settings = app.settings
     start, end = _date(args.start, "--from"), _date(args.end, "--to")
     if end < start:
         raise UsageError(f"--to {end} is before --from {start}")
-    workflow = config.workflows.get(args.workflow)
-    if workflow is None:
-        raise UsageError(f"unknown workflow '{args.workflow}'; workflows.yml defines: {', '.join(config.workflows)}")
+    workflow = find_workflow(config, args.workflow)
     entry = choose_entry(config, workflow.name, args.entry)
     parameters = resolve_parameters(workflow, entry, read_assignments(args.param))
-    import dataclasses
-
-    from autoflow.spec.models import SensorEntry, frozen_map
-
     base = entry or SensorEntry(workflow.name)
     entry = dataclasses.replace(base, parameters=frozen_map(parameters))
     settings.outputs_dir  # noqa: B018 - name the variable when it is missing

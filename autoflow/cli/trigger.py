@@ -18,6 +18,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = commands.add_parser("trigger", help=HELP, description=HELP)
     parser.add_argument("workflow", help="a workflow name from workflows.yml")
     parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the reference date")
+    add_entry_arguments(parser)
+    parser.add_argument("--stencil", metavar="YAML", help="date stencil, e.g. '[[-6, 0]]' (default: the sensor entry's, else [0])")
+
+
+def add_entry_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--entry N`` and ``--param NAME=VALUE``: which sensor entry's parameters a run by hand takes, and overrides."""
     parser.add_argument(
         "--entry", type=_entry_number, metavar="N",
         help="use the parameters and date stencil of the workflow's N-th sensor entry (1-based; needed when it has several)",
@@ -26,7 +32,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--param", action="append", default=[], metavar="NAME=VALUE",
         help="a workflow parameter, overriding the sensor entry's; VALUE is read as YAML, as in workflows.yml (3 is a number, 2016-01-01 a date)",
     )  # fmt: skip
-    parser.add_argument("--stencil", metavar="YAML", help="date stencil, e.g. '[[-6, 0]]' (default: the sensor entry's, else [0])")
 
 
 def _entry_number(text: str) -> int:
