@@ -20,7 +20,6 @@ from autoflow.runs import run_in_worker_thread
 from autoflow.sensor import Sensor, TickResult
 from autoflow.service import await_submitted, needs_reports, prepare_outputs
 from autoflow.settings import Settings
-from autoflow.sources import DateSource
 from autoflow.spec.models import AutoFlowConfig
 from autoflow.store import RunStore
 
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def launch_by_hand(
-    config: AutoFlowConfig, settings: Settings, store: RunStore, due: Sequence[DueRun], *, trigger: str, source: DateSource | None = None
+    config: AutoFlowConfig, settings: Settings, store: RunStore, due: Sequence[DueRun], *, trigger: str
 ) -> TickResult:
     """Claim and run ``due`` (in their order) as ``trigger``; returns how they went.
 
@@ -41,7 +40,7 @@ def launch_by_hand(
         check_report_tools()
     stop = threading.Event()
     with prefect_api(settings.outputs_dir / "logs", settings.log_level):
-        sensor = Sensor(config, settings, store, source=source)
+        sensor = Sensor(config, settings, store)
         tender: Tender | None = None
         if sensor.pool is not None:
             sensor.pool.deploy()

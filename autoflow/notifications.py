@@ -278,7 +278,7 @@ class Notifier:
         """Notify ``late_data`` once for each entry whose newest reference date has not changed for its ``late_data_after``.
 
         ``newest_dates`` maps an entry's index in ``entries`` to the newest reference date available
-        for it (None: none yet). Called every tick; an entry is told about again only after a new
+        for it (None: none yet); an entry left out (its source failed this tick) keeps its clock. Called every tick; an entry is told about again only after a new
         date arrived and then went stale once more.
         """
         if not self._specs:
@@ -287,9 +287,9 @@ class Notifier:
             self._staleness = self._load_staleness()
         changed = False
         for index, entry in enumerate(entries):
-            if entry.late_data_after is None:
+            if entry.late_data_after is None or index not in newest_dates:
                 continue
-            newest = newest_dates.get(index)
+            newest = newest_dates[index]
             key = f"{entry.workflow_name}:{params_hash(entry.parameters)}"
             state = self._staleness.get(key)
             if state is None or state.newest != newest:

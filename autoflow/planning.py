@@ -160,8 +160,12 @@ def plan(
     lease_seconds: float,
     detail: bool = True,
     max_runs_per_tick: int | None = None,
+    per_entry: Sequence[Iterable[dt.date] | None] | None = None,
 ) -> Plan:
     """Due runs (oldest reference date first), skip counts, and (``detail``) every skip's reason.
+
+    ``available_dates`` are what every entry's source says, unless ``per_entry`` gives an
+    entry (by index) its own: the dates of its own source (None there: ``available_dates``).
 
     A failed run is due again once its entry's ``retry_after`` (doubling per attempt) has passed
     since its end (at once when its process was stopped or died: interrupted, abandoned), until
@@ -169,13 +173,16 @@ def plan(
     for ``autoflow rerun``. An entry with ``catch_up: latest`` runs only its newest due date; at
     most ``max_runs_per_tick`` runs are due in all (the oldest), the rest wait for a later tick.
     """
-    available = frozenset(available_dates)
-    ordered = sorted(available)
+    shared = frozenset(available_dates)
+    sets = [shared if per_entry is None or per_entry[i] is None else frozenset(per_entry[i] or ()) for i in range(len(entries))]
     stale_before = now - dt.timedelta(seconds=lease_seconds)
     due: list[tuple[dt.date, int, DueRun]] = []
     skipped: list[SkippedRun] = []
     counts: Counter[tuple[str, str]] = Counter()
+    orders: dict[int, list[dt.date]] = {}  # entries sharing a source share its sorted dates
     for index, entry in enumerate(entries):
+        available = sets[index]
+        ordered = orders.get(id(available)) or orders.setdefault(id(available), sorted(available))
         name = entry.workflow_name
         digest = params_hash(entry.parameters)
         stencil = entry.date_stencil
@@ -266,7 +273,7 @@ def plan(
             if detail:
                 skipped.append(SkippedRun(run.workflow, run.parameters, run.reference_date, f"max_runs_per_tick ({max_runs_per_tick}) reached: due, runs on a later tick", OVER_TICK_LIMIT))
         due = due[:max_runs_per_tick]
-    return Plan(due=tuple(run for _, _, run in due), skipped=tuple(skipped), available_dates=available, skip_counts=dict(counts))
+    return Plan(due=tuple(run for _, _, run in due), skipped=tuple(skipped), available_dates=frozenset().union(shared, *sets), skip_counts=dict(counts))
 
 
 #: how the errors of attempts that did not fail on their own merits begin: their process was

@@ -18,7 +18,9 @@ from urllib.parse import unquote, urlsplit
 from autoflow.errors import SettingsError
 from autoflow.settings import DEFAULT_SECRETS_DIR, Settings, read_secret
 
-__all__ = ["SECRET_NAMES", "SECRET_VARIABLES", "URI_PASSWORD_NAME", "Redactor", "environment_without_secrets", "uri_password"]
+__all__ = [
+    "SECRET_NAMES", "SECRET_VARIABLES", "URI_PASSWORD_NAME", "Redactor", "environment_without_secrets", "hide_config_secrets", "secret_names", "uri_password",
+]  # fmt: skip
 
 #: the secrets AutoFlow reads (environment variable or Docker secret of that name)
 SECRET_NAMES = ("AUTOFLOW_DB_PASSWORD", "FLOWAPI_TOKEN")
@@ -28,12 +30,27 @@ SECRET_VARIABLES = (*SECRET_NAMES, "AUTOFLOW_DB_URI", "PREFECT_API_KEY")
 URI_PASSWORD_NAME = "AUTOFLOW_DB_URI password"
 #: secrets shorter than this are not searched for (they would match ordinary text)
 MIN_REDACTED_SECRET_LENGTH = 8
+#: secrets workflows.yml names (a sql source's ``password_secret``, ``${NAME}`` in notification
+#: URLs), added by :func:`hide_config_secrets` whenever this process loads a configuration
+_config_secrets: set[str] = set()
+
+
+def hide_config_secrets(names: Iterable[str]) -> None:
+    """Treat the variables / Docker secrets ``names`` like AutoFlow's own secrets from now on in this
+    process: hidden from child processes, redacted from notebooks and logs. Names are never forgotten
+    (a reload that drops one must not expose a value a notebook could still read)."""
+    _config_secrets.update(names)
+
+
+def secret_names() -> tuple[str, ...]:
+    """Every secret name this process knows: AutoFlow's own and those its configuration named."""
+    return (*SECRET_NAMES, *sorted(_config_secrets - set(SECRET_NAMES)))
 
 
 def environment_without_secrets(env: Mapping[str, str] | None = None, *, keep: Collection[str] = ()) -> dict[str, str]:
     """``env`` (default ``os.environ``) without :data:`SECRET_VARIABLES`, except those in ``keep``."""
     env = os.environ if env is None else env
-    hidden = set(SECRET_VARIABLES) - set(keep)
+    hidden = (set(SECRET_VARIABLES) | _config_secrets) - set(keep)
     return {name: value for name, value in env.items() if name not in hidden}
 
 
@@ -78,7 +95,7 @@ class Redactor:
         env = os.environ if env is None else env
         secrets_dir = Path(env.get("AUTOFLOW_SECRETS_DIR") or DEFAULT_SECRETS_DIR)
         secrets: list[tuple[str, str]] = []
-        for name in SECRET_NAMES:
+        for name in secret_names():
             try:
                 secret = read_secret(name, env, secrets_dir)
             except (SettingsError, ValueError):  # unreadable, or not UTF-8 text

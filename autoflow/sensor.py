@@ -19,12 +19,12 @@ from prefect import flow
 from autoflow.errors import AutoFlowError
 from autoflow.planning import DueRun, Plan
 from autoflow.pool import WorkPool
-from autoflow.scan import current_plan
+from autoflow.scan import Scan, build_sources, current_plan
 from autoflow.runs import Launcher, LaunchResult, detached_from_flow_run, run_in_worker_thread
 from autoflow.runtime import RunRuntime
 from autoflow.settings import Settings
-from autoflow.sources import DateSource, make_source
-from autoflow.spec.models import AutoFlowConfig
+from autoflow.sources import DateSource
+from autoflow.spec.models import AutoFlowConfig, SourceSpec
 from autoflow.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,12 @@ class TickResult:
 class Sensor:
     """Everything a tick needs, built once per service process."""
 
-    def __init__(self, config: AutoFlowConfig, settings: Settings, store: RunStore, *, source: DateSource | None = None) -> None:
+    def __init__(self, config: AutoFlowConfig, settings: Settings, store: RunStore, *, sources: dict[SourceSpec, DateSource] | None = None) -> None:
         self.config = config
         self.settings = settings
         self.store = store
-        self.source = source or make_source(
-            config.sensor.source, settings=settings, inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types
-        )
+        #: one date source per distinct ``source:`` block (the sensor's, and entries' own)
+        self.sources = sources or self._make_sources(config)
         #: the Prefect work pool runs are submitted to (AUTOFLOW_WORK_POOL), else None: they run here
         self.pool = WorkPool(settings, store) if settings.work_pool else None
         self.launcher = Launcher(store, settings, runtime=RunRuntime(settings, config=config, store=store), pool=self.pool)
@@ -70,9 +69,18 @@ class Sensor:
     def close(self) -> None:
         self.launcher.close()
 
+    def _make_sources(self, config: AutoFlowConfig) -> dict[SourceSpec, DateSource]:
+        return build_sources(config, self.settings, self.store)
+
+    def scan(self) -> Scan:
+        """Ask the sources and the run history what is due now (reads only)."""
+        return current_plan(self.config, self.settings, self.store, self.sources, detail=log.isEnabledFor(logging.DEBUG))
+
     def plan(self) -> Plan:
-        """Ask the source and the run history what is due now (reads only)."""
-        return current_plan(self.config, self.settings, self.store, self.source, detail=log.isEnabledFor(logging.DEBUG))
+        return self.scan().plan
+
+    def describe_sources(self) -> str:
+        return "; ".join(source.describe() for source in self.sources.values())
 
     @property
     def runtime(self) -> RunRuntime:
@@ -89,24 +97,26 @@ class Sensor:
 
     def _tick(self) -> TickResult:
         result = TickResult()
-        log.info("tick: asking %s for available dates", self.source.describe())
+        log.info("tick: asking %s for available dates", self.describe_sources())
         try:
             expired = self.store.expire_abandoned()
             if self.pool is not None:
                 self.pool.cancel_orphans(expired)
             for attempt in expired:
                 self.runtime.run_ended(attempt.id)
-            current = self.plan()
+            scan = self.scan()
         except AutoFlowError as exc:
             result.error = str(exc)
             log.error("tick failed: %s", exc)
             return result
+        current = scan.plan
         _log_plan(current)
         if self.config.notifications:
-            newest = max(current.available_dates, default=None)
-            entries = self.config.sensor.workflows
-            self.runtime.notifier.check_late_data(entries, dict.fromkeys(range(len(entries)), newest), dt.datetime.now(dt.timezone.utc))
-        return self.launch_all(current.due, result)
+            self.runtime.notifier.check_late_data(self.config.sensor.workflows, scan.newest_dates(), dt.datetime.now(dt.timezone.utc))
+        result = self.launch_all(current.due, result)
+        if scan.errors:  # the other sources' runs went ahead; the tick still failed
+            result.error = result.error or "; ".join(scan.errors)
+        return result
 
     def launch_all(self, due: Sequence[DueRun], result: TickResult | None = None, *, trigger: str | None = None) -> TickResult:
         """Claim and launch ``due`` (here, up to ``AUTOFLOW_MAX_PARALLEL_RUNS`` at once, or

@@ -164,7 +164,7 @@ def _measure(config: Any, settings: Any, store: Any, source: Any) -> dict[str, A
     with store.count_statements() as statements:
         started = time.perf_counter()
         store.expire_abandoned()
-        result = current_plan(config, settings, store, source)
+        result = current_plan(config, settings, store, {config.sensor.source: source}).plan
         tick = time.perf_counter() - started
     counted = len(statements)
     t0 = time.perf_counter()
@@ -262,7 +262,7 @@ def _cprofile(config: Any, settings: Any, store: Any, source: Any) -> dict[str, 
     started = time.perf_counter()
     profiler.enable()
     store.expire_abandoned()
-    current_plan(config, settings, store, source)
+    current_plan(config, settings, store, {config.sensor.source: source})
     profiler.disable()
     wall = time.perf_counter() - started
     stats = pstats.Stats(profiler)
@@ -282,7 +282,7 @@ def _cprofile(config: Any, settings: Any, store: Any, source: Any) -> dict[str, 
 
 def run(bench: Bench) -> dict[str, Any]:
     from autoflow.settings import Settings
-    from autoflow.sources import make_source
+    from autoflow.sources import SourceContext, make_source
     from autoflow.spec.loader import load_config
     from autoflow.store import RunStore
 
@@ -322,7 +322,7 @@ def run(bench: Bench) -> dict[str, Any]:
                     _insert(db_url, rows)
                     log(f"B3 {n_dates} dates: {len(rows)} attempts inserted into {kind} in {time.perf_counter() - started:.1f} s")
                     stores[kind] = (settings, store)
-                source = make_source(config.sensor.source, settings=stores["sqlite"][0], inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types)
+                source = make_source(config.sensor.source, SourceContext(stores["sqlite"][0], config.inputs_dir))
                 samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in urls}
                 for i in range(bench.cfg.b3_repeats + 1):  # the first of each is the cold one
                     for kind in (list(urls) if i % 2 == 0 else list(reversed(urls))):

@@ -49,7 +49,7 @@ def main() -> int:
 
     from autoflow.scan import current_plan
     from autoflow.settings import Settings
-    from autoflow.sources import make_source
+    from autoflow.sources import SourceContext, make_source
     from autoflow.spec.loader import load_config
     from autoflow.store import RunStore, owner_id
 
@@ -62,10 +62,10 @@ def main() -> int:
     errors: list[str] = []
     with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds) as store:
         store.upgrade()
-        source = make_source(config.sensor.source, settings=settings, inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types)
+        source = make_source(config.sensor.source, SourceContext(settings, config.inputs_dir))
         owner = owner_id()
         done = 0
-        for run in current_plan(config, settings, store, source).due:
+        for run in current_plan(config, settings, store, {config.sensor.source: source}).plan.due:
             attempt = store.claim(workflow=run.workflow, parameters=run.parameters, reference_date=run.reference_date,
                                   date_ranges=run.date_ranges, previous_attempt=run.previous_attempt, owner=owner)  # fmt: skip
             if attempt is not None:

@@ -252,7 +252,8 @@ def test_late_data_when_no_date_ever_arrived(tmp_path: Path, webhook: Webhook) -
     entries = [SensorEntry("daily-report", late_data_after=3600)]
     t0 = dt.datetime(2024, 3, 10, 2)
     for minutes in (0, 30, 60, 90):
-        sender.check_late_data(entries, {}, t0 + dt.timedelta(minutes=minutes))
+        sender.check_late_data(entries, {0: None}, t0 + dt.timedelta(minutes=minutes))
+    sender.check_late_data(entries, {}, t0 + dt.timedelta(minutes=200))  # its source failed: the clock keeps running
     sender.close()
     [message] = webhook.all()
     assert "Newest reference date: none yet" in message["message"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autoflow.errors import DateSourceError
-from autoflow.sources import DateSource, make_source, union_of_dates
+from autoflow.sources import DateSource, SourceContext, make_source, union_of_dates
 from autoflow.sources.directory import FILES_KEY, DirectorySource, check_pattern
 from autoflow.settings import Settings
 from autoflow.spec.models import SourceSpec
@@ -133,10 +133,7 @@ def test_describe_names_the_full_pattern(tmp_path: Path) -> None:
 
 def test_make_source_builds_a_directory_source_relative_to_inputs(tmp_path: Path) -> None:
     touch(tmp_path, "d/2016-01-04.csv")
-    source = make_source(
-        SourceSpec(type="directory", pattern="d/{date:%Y-%m-%d}.csv"),
-        settings=Settings(), inputs_dir=tmp_path, cdr_types=None,
-    )
+    source = make_source(SourceSpec(type="directory", options={"pattern": "d/{date:%Y-%m-%d}.csv"}), SourceContext(Settings(), tmp_path))
 
     available = source.available_dates()
 
@@ -146,7 +143,7 @@ def test_make_source_builds_a_directory_source_relative_to_inputs(tmp_path: Path
 
 def test_make_source_rejects_an_unknown_type(tmp_path: Path) -> None:
     with pytest.raises(DateSourceError, match="unknown date source type 'ftp'.*directory.*flowapi"):
-        make_source(SourceSpec(type="ftp"), settings=Settings(), inputs_dir=tmp_path, cdr_types=None)
+        make_source(SourceSpec(type="ftp"), SourceContext(Settings(), tmp_path))
 
 
 def test_union_of_dates_merges_types() -> None:

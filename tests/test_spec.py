@@ -426,11 +426,13 @@ def test_invalid_notebook_parameter_name(inputs: Path) -> None:
 
 def test_directory_source(inputs: Path) -> None:
     text = VALID.replace("available_dates_sensor:\n", "available_dates_sensor:\n  source: {type: directory, pattern: 'data/calls_{date:%Y-%m-%d}.csv'}\n")
-    assert load(inputs, text).sensor.source.pattern == "data/calls_{date:%Y-%m-%d}.csv"
+    assert has(problems(inputs, text), 23, "'cdr_types' applies to a 'flowapi' source", "its source is 'directory'")
+    text = text.replace("  cdr_types: [calls, sms]\n", "")
+    assert load(inputs, text).sensor.source.get("pattern") == "data/calls_{date:%Y-%m-%d}.csv"
     bad = VALID.replace("available_dates_sensor:\n", "available_dates_sensor:\n  source: {type: directroy}\n")
     assert has(problems(inputs, bad), 21, "unknown date source type 'directroy'", "did you mean 'directory'")
     no_pattern = VALID.replace("available_dates_sensor:\n", "available_dates_sensor:\n  source: {type: directory}\n")
-    assert has(problems(inputs, no_pattern), 21, "needs a 'pattern'")
+    assert has(problems(inputs, no_pattern), 21, "a 'directory' source needs 'pattern', e.g. {type: directory, pattern: ")
     bad_pattern = VALID.replace("available_dates_sensor:\n", "available_dates_sensor:\n  source: {type: directory, pattern: 'data/calls.csv'}\n")
     assert has(problems(inputs, bad_pattern), 21, "'pattern'")
 

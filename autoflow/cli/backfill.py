@@ -39,7 +39,8 @@ def run(app: Application, args: argparse.Namespace) -> int:
     from autoflow.errors import UsageError
     from autoflow.parameters import params_hash
     from autoflow.planning import plan_backfill
-    from autoflow.sources import make_source, union_of_dates
+    from autoflow.scan import entry_source
+    from autoflow.sources import union_of_dates
     from autoflow.store import RunStore
     from autoflow.spec.models import SensorEntry, frozen_map
     from autoflow.triggering import choose_entry, find_workflow, read_assignments, resolve_parameters
@@ -56,10 +57,9 @@ def run(app: Application, args: argparse.Namespace) -> int:
     entry = dataclasses.replace(base, parameters=frozen_map(parameters))
     settings.outputs_dir  # noqa: B018 - name the variable when it is missing
     app.setup_logging()
-    source = make_source(config.sensor.source, settings=settings, inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types)
-    dates = union_of_dates(source.available_dates())
     store_options = {"lease_seconds": settings.run_lease_seconds, "display_url": settings.db_url_masked, "read_only": args.dry_run}
     with RunStore(settings.db_url, **store_options) as store:  # type: ignore[arg-type]
+        dates = union_of_dates(entry_source(config, settings, store, entry).available_dates())
         if not args.dry_run:
             store.upgrade()
             store.expire_abandoned()
@@ -86,7 +86,7 @@ def run(app: Application, args: argparse.Namespace) -> int:
         configure_environment()
         from autoflow.levers import launch_by_hand
 
-        result = launch_by_hand(config, settings, store, plan.due, trigger="backfill", source=source)
+        result = launch_by_hand(config, settings, store, plan.due, trigger="backfill")
         latest = store.latest_attempts([workflow.name])
     from autoflow.store import RunKey
 

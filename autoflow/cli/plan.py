@@ -26,17 +26,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(app: Application, args: argparse.Namespace) -> int:
     from autoflow.logs import setup_logging
-    from autoflow.scan import current_plan
-    from autoflow.sources import make_source
+    from autoflow.scan import build_sources, check_source_settings, current_plan
     settings = app.settings
     # a dry run answers on stdout: the console log shows only what went wrong (or everything at DEBUG)
     setup_logging(settings.log_level if settings.log_level == "DEBUG" else "WARNING")
     config = app.load_config()
-    if config.sensor.source.type == "flowapi":
-        settings.required_flowapi  # noqa: B018 - name the missing variable
-    source = make_source(config.sensor.source, settings=settings, inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types)
+    check_source_settings(config, settings)  # name a missing variable or secret
     with app.read_history() as store:  # reads only: plan creates, migrates and claims nothing
-        result = current_plan(config, settings, store, source, detail=True)
+        scan = current_plan(config, settings, store, build_sources(config, settings, store), detail=True)
+        result = scan.plan
         no_history = store is None
         running = store.history(state="running") if store is not None and settings.work_pool else []
     if args.json:
@@ -57,7 +55,7 @@ def run(app: Application, args: argparse.Namespace) -> int:
             indent=2,
         )  # fmt: skip
         sys.stdout.write("\n")
-        return 0
+        return _report_errors(app, scan.errors)
     width = max(shutil.get_terminal_size().columns, MIN_WIDTH)
     dates = sorted(result.available_dates)
     span = f" ({dates[0]} to {dates[-1]})" if dates else ""
@@ -80,7 +78,14 @@ def run(app: Application, args: argparse.Namespace) -> int:
             lines.append((pool_line, 2))
     for text, indent in lines:
         print(wrap(text, width, indent))
-    return 0
+    return _report_errors(app, scan.errors)
+
+
+def _report_errors(app: Application, errors: Sequence[str]) -> int:
+    """A source that could not be asked (its entries are missing from the plan): say so, exit 1."""
+    for error in errors:
+        app.error(f"{error} (the entries reading that source are not in this plan)")
+    return 1 if errors else 0
 
 
 #: a terminal narrower than this is treated as this wide

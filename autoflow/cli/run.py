@@ -21,8 +21,9 @@ def run(app: Application, args: argparse.Namespace) -> int:
     config = app.load_config()
     settings = app.settings
     settings.outputs_dir  # noqa: B018 - fail early, naming the variable, when it is missing
-    if config.sensor.source.type == "flowapi":
-        settings.required_flowapi  # noqa: B018
+    from autoflow.scan import check_source_settings
+
+    check_source_settings(config, settings)  # FLOWAPI_URL, a sql source's password secret...
     if settings.work_pool:
         from autoflow.pool import check_pool_settings
 

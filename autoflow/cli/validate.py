@@ -35,11 +35,13 @@ def summary(config: AutoFlowConfig, now: dt.datetime) -> str:
     schedule = describe(sensor.schedule)
     if sensor.schedule is not None:
         schedule += f"; next tick {next_tick(sensor.schedule, now):%Y-%m-%d %H:%M} UTC"
-    if sensor.source.type == "directory":
-        source = f"files matching '{sensor.source.pattern}'"
-    else:
-        types = ", ".join(sensor.cdr_types) if sensor.cdr_types else "all CDR types"
-        source = f"FlowAPI ({types})"
+    from autoflow.sources import source_registry
+
+    source = source_registry.get(sensor.source.type).describe(sensor.source)
+    own = [e for e in sensor.workflows if e.source is not None]
+    if own:
+        said = "; ".join(f"'{e.workflow_name}' waits for {source_registry.get(e.source.type).describe(e.source)}" for e in own if e.source is not None)
+        source += f" ({_plural(len(own), 'entry')} with a source of {'its' if len(own) == 1 else 'their'} own: {said})"
     return (
         f"OK: {_plural(len(config.workflows), 'workflow')}: {', '.join(parts)}. "
         f"The sensor has {_plural(len(sensor.workflows), 'entry')} and checks {source} "

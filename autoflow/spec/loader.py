@@ -20,7 +20,6 @@ from autoflow.spec.durations import parse_duration
 from autoflow.spec.models import (
     AUTOMATIC_PARAMETERS,
     CATCH_UP,
-    CDR_TYPES,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_AFTER,
     OUTPUT_FORMATS,
@@ -44,7 +43,6 @@ from autoflow.spec.schedule import cron_problem
 from autoflow.spec.yamlfile import MAX_FILE_BYTES, Node, YAMLFileError, check_size, parse, to_plain, type_name
 
 CONFIG_FILENAME = "workflows.yml"
-SOURCE_TYPES = ("flowapi", "directory")
 
 # key -> required?  (keys are checked in this order)
 TOP_KEYS = {"workflows": True, "available_dates_sensor": True, "notifications": False, "report": False}
@@ -56,8 +54,7 @@ REPORT_KEYS = {"organisation": False, "generated_at": False}
 #: the run policy: per sensor entry, with defaults at the top of the sensor block
 POLICY_KEYS = {"max_attempts": False, "retry_after": False, "catch_up": False}
 SENSOR_KEYS = {"schedule": True, "cdr_types": False, "workflows": True, "source": False, **POLICY_KEYS, "max_runs_per_tick": False}
-ENTRY_KEYS = {"workflow_name": True, "parameters": False, "earliest_date": False, "date_stencil": False, **POLICY_KEYS, "late_data": False}
-SOURCE_KEYS = {"type": True, "pattern": False}
+ENTRY_KEYS = {"workflow_name": True, "parameters": False, "earliest_date": False, "date_stencil": False, "source": False, **POLICY_KEYS, "late_data": False}
 NOTIFICATION_KEYS = {"url": True, "events": False}
 LATE_DATA_KEYS = {"after": True}
 
@@ -285,9 +282,13 @@ def load_config_text(data: bytes, *, inputs_dir: Path, file: str = CONFIG_FILENA
             report = _report(check, root.child("report"))
     if check.problems or sensor is None:
         raise ConfigError(check.problems)
-    return AutoFlowConfig(
+    config = AutoFlowConfig(
         inputs_dir=inputs_dir, workflows=frozen_map(workflows), sensor=sensor, notifications=notifications, report=report
     )
+    from autoflow.redaction import hide_config_secrets
+
+    hide_config_secrets(config.secret_names)  # a process that reads the config keeps its secrets from notebooks
+    return config
 
 
 # -- workflows --------------------------------------------------------------------------------
@@ -544,8 +545,7 @@ def _sensor(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec]) -> 
                 if problem:
                     check.add(s.pos, problem)
                 schedule = str(s.value).strip()
-    cdr_types = _cdr_types(check, node.child("cdr_types")) if "cdr_types" in node.value else None
-    source = _source(check, node.child("source")) if "source" in node.value else SourceSpec()
+    source = _source(check, node.child("source"), "'available_dates_sensor'", workflows) if "source" in node.value else SourceSpec()
     defaults = _policy(check, node, {"max_attempts": DEFAULT_MAX_ATTEMPTS, "retry_after": DEFAULT_RETRY_AFTER, "catch_up": "all"})
     max_runs = _count(check, node.child("max_runs_per_tick"), "max_runs_per_tick") if "max_runs_per_tick" in node.value else None
     entries: list[SensorEntry] = []
@@ -557,11 +557,13 @@ def _sensor(check: _Checker, node: Node, workflows: dict[str, WorkflowSpec]) -> 
             misspelt = _misspelt_references(check, workflows, w)
             entries = [e for e in (_entry(check, item, workflows, misspelt, defaults) for item in w.elements()) if e is not None]
             _duplicate_entries(check, entries)
+            if "cdr_types" in node.value and source is not None:
+                source, entries = _sensor_cdr_types(check, node, source, entries)
+            if source is not None:
+                _source_cycles(check, entries, source)
     if len(check.problems) > before or source is None:
         return None
-    return SensorSpec(
-        schedule=schedule, workflows=tuple(entries), cdr_types=cdr_types, source=source, position=node.pos, max_runs_per_tick=max_runs
-    )
+    return SensorSpec(schedule=schedule, workflows=tuple(entries), source=source, position=node.pos, max_runs_per_tick=max_runs)
 
 
 def _count(check: _Checker, node: Node, key: str) -> int | None:
@@ -598,48 +600,127 @@ def _policy(check: _Checker, node: Node, defaults: dict[str, Any]) -> dict[str, 
     return policy
 
 
-def _cdr_types(check: _Checker, node: Node) -> tuple[str, ...] | None:
-    if node.value is None:
-        return None
-    if not node.is_sequence or len(node.value) == 0:
-        check.add(node.pos, f"'cdr_types' must be a non-empty list drawn from {_quote_list(CDR_TYPES)} (or omitted for all), not {type_name(node.value)}")
-        return None
-    types: list[str] = []
-    for item in node.elements():
-        if item.value not in CDR_TYPES:
-            check.add(item.pos, f"unknown CDR type {item.value!r}{_did_you_mean(item.value, CDR_TYPES)}; use any of {_quote_list(CDR_TYPES)}")
-        elif item.value not in types:
-            types.append(str(item.value))
-    return tuple(types)
+class _SourceChecks:
+    """The :class:`~autoflow.sources.base.CheckContext` a source type's check reports through."""
+
+    def __init__(self, check: _Checker, node: Node, workflows: dict[str, WorkflowSpec]) -> None:
+        self._check = check
+        self._node = node
+        self.inputs_dir = check.inputs_dir
+        self.workflow_names = [*workflows, *sorted(check.broken_workflows)]
+        self.problems = 0
+
+    def problem(self, where: Any, message: str) -> None:
+        self.problems += 1
+        path = [where] if isinstance(where, (str, int)) else list(where or ())
+        node = self._node
+        for step in path:
+            try:
+                node = node.child(step)
+            except (KeyError, IndexError, TypeError, AttributeError):
+                break
+        self._check.add(node.pos, message)
+
+    def did_you_mean(self, word: str, candidates: Any) -> str:
+        return _did_you_mean(word, candidates)
 
 
-def _source(check: _Checker, node: Node) -> SourceSpec | None:
-    if not check.mapping(node, "'source' of 'available_dates_sensor'", SOURCE_KEYS):
-        return None
-    kind = node.value.get("type")
-    if "type" in node.value and kind not in SOURCE_TYPES:
-        check.add(node.child("type").pos, f"unknown date source type {kind!r}{_did_you_mean(kind, SOURCE_TYPES)}; use {_quote_list(SOURCE_TYPES)}")
-        return None
-    pattern: str | None = None
-    if kind == "directory":
-        if "pattern" not in node.value:
-            check.add(node.pos, "a 'directory' source needs a 'pattern', e.g. 'data/calls_{date:%Y-%m-%d}.csv'")
-            return None
-        p = node.child("pattern")
-        if not isinstance(p.value, str):
-            check.add(p.pos, f"'pattern' must be a string such as 'data/calls_{{date:%Y-%m-%d}}.csv', not {type_name(p.value)}")
-            return None
-        from autoflow.sources.directory import check_pattern
+def _source(check: _Checker, node: Node, owner: str, workflows: dict[str, WorkflowSpec]) -> SourceSpec | None:
+    """A ``source:`` block (of the sensor or of one entry), checked by its type's own rules."""
+    from autoflow.sources import source_registry
 
-        problem = check_pattern(str(p.value))
-        if problem:
-            check.add(p.pos, f"'pattern' {p.value!r}: {problem}")
-            return None
-        pattern = str(p.value)
-    elif "pattern" in node.value:
-        check.add(node.key_pos("pattern"), f"'pattern' only applies to a 'directory' source, not {kind!r}")
+    what = f"'source' of {owner}"
+    if not node.is_mapping:
+        check.add(node.pos, f"{what} must be a mapping with a 'type' ({_quote_list(source_registry.names())}) and that type's keys, not {type_name(node.value)}")
         return None
-    return SourceSpec(type=str(kind), pattern=pattern, position=node.pos) if kind else None
+    if "type" not in node.value:
+        check.add(node.pos, f"{what} is missing the required key 'type'; use one of {_quote_list(source_registry.names())}")
+        return None
+    kind = node.value["type"]
+    source_type = source_registry.find(kind) if isinstance(kind, str) else None
+    if source_type is None:
+        names = source_registry.names()
+        check.add(node.child("type").pos, f"unknown date source type {kind!r}{_did_you_mean(str(kind), names)}; use {_quote_list(names)}")
+        return None
+    before = len(check.problems)
+    missing = [key for key, required in source_type.keys.items() if required and key not in node.value]
+    if missing:
+        example = f", e.g. {source_type.example}" if source_type.example else ""
+        check.add(node.pos, f"a '{kind}' source needs {_quote_list(missing)}{example}")
+    check.mapping(node, f"the '{kind}' {what}", {"type": True, **dict.fromkeys(source_type.keys, False)})
+    options: dict[str, Any] = {}
+    for key, value in node.items():
+        if key != "type" and key in source_type.keys:
+            options[str(key)] = check.plain(value, f"'{key}' of the '{kind}' source")
+    if len(check.problems) > before:
+        return None
+    checks = _SourceChecks(check, node, workflows)
+    kept = source_type.check(options, checks)
+    if kept is None or checks.problems:
+        if not checks.problems:
+            check.add(node.pos, f"the '{kind}' {what} is not valid")
+        return None
+    return SourceSpec(type=str(kind), options=kept, position=node.pos)
+
+
+def _sensor_cdr_types(
+    check: _Checker, node: Node, source: SourceSpec, entries: list[SensorEntry]
+) -> tuple[SourceSpec | None, list[SensorEntry]]:
+    """The sensor-level ``cdr_types`` (AutoFlow's original key): the ``cdr_types`` of every
+    FlowAPI source of the sensor (its own and its entries') that names none itself."""
+    import dataclasses
+
+    from autoflow.sources import FLOWAPI
+
+    flowapi = [spec for spec in (source, *(e.source for e in entries if e.source is not None)) if spec.type == "flowapi"]
+    if not flowapi:
+        check.add(node.key_pos("cdr_types"), f"'cdr_types' applies to a 'flowapi' source, and this sensor reads none (its source is '{source.type}'); remove it")
+        return None, entries
+    if node.value["cdr_types"] is None:
+        return source, entries
+    checks = _SourceChecks(check, node, {})
+    kept = FLOWAPI.check({"cdr_types": check.plain(node.child("cdr_types"), "'cdr_types'")}, checks)
+    if kept is None or checks.problems:
+        return None, entries
+
+    def with_kinds(spec: SourceSpec) -> SourceSpec:
+        if spec.type != "flowapi" or spec.get("cdr_types") is not None:
+            return spec
+        return dataclasses.replace(spec, options={**spec.options, **kept})
+
+    return with_kinds(source), [e if e.source is None else dataclasses.replace(e, source=with_kinds(e.source)) for e in entries]
+
+
+def _source_cycles(check: _Checker, entries: list[SensorEntry], sensor_source: SourceSpec) -> None:
+    """Report each cycle of workflows waiting for each other's runs through their sources once."""
+    from autoflow.sources import source_registry
+
+    reads: dict[str, dict[str, SourceSpec]] = {}  # workflow -> upstream workflow -> the source that reads it
+    for entry in entries:
+        spec = entry.source or sensor_source
+        source_type = source_registry.find(spec.type)
+        for upstream in source_type.upstream(spec) if source_type else ():
+            reads.setdefault(entry.workflow_name, {}).setdefault(upstream, spec)
+    reported: set[frozenset[str]] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        trail = [*path, name]
+        for upstream, spec in reads.get(name, {}).items():
+            if upstream not in trail:
+                visit(upstream, trail)
+                continue
+            cycle = trail[trail.index(upstream):] + [upstream]
+            if frozenset(cycle) in reported:
+                continue
+            reported.add(frozenset(cycle))
+            where = spec.position or Position(CONFIG_FILENAME, 1, 1)
+            if upstream == name and len(cycle) == 2:
+                check.add(where, f"workflow '{name}' waits for its own runs through its 'workflow' source: no run could ever start; name another workflow")
+            else:
+                check.add(where, f"workflows wait for each other's runs through their sources: {' -> '.join(cycle)}; no run in this cycle could ever start")
+
+    for name in sorted(reads):
+        visit(name, [])
 
 
 def _entry(
@@ -699,6 +780,9 @@ def _entry(
     stencil = _stencil(check, node.child("date_stencil")) if "date_stencil" in node.value else DateStencil()
     policy = _policy(check, node, defaults)
     late_data_after = _late_data(check, node.child("late_data")) if "late_data" in node.value else None
+    source = None
+    if "source" in node.value and node.value["source"] is not None:
+        source = _source(check, node.child("source"), "a sensor entry", workflows)
     if len(check.problems) > before or not known or stencil is None or name is None:
         return None
     return SensorEntry(
@@ -709,6 +793,7 @@ def _entry(
         position=node.pos,
         **policy,
         late_data_after=late_data_after,
+        source=source,
     )
 
 

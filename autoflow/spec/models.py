@@ -12,10 +12,10 @@ from typing import Any
 from autoflow.date_stencil import DateStencil
 from autoflow.errors import Position
 from autoflow.parameters import params_hash
+from autoflow.sources.base import SourceSpec as SourceSpec  # re-exported: entries and the sensor name their source
 
 #: parameters AutoFlow supplies to notebooks by itself
 AUTOMATIC_PARAMETERS = ("reference_date", "date_ranges", "flowapi_url")
-CDR_TYPES = ("calls", "sms", "mds", "topups")
 #: report formats, in the order a report task makes them
 OUTPUT_FORMATS = ("pdf", "html")
 CATCH_UP = ("all", "latest")
@@ -105,16 +105,6 @@ class WorkflowSpec:
 
 
 @dataclass(frozen=True)
-class SourceSpec:
-    """Where the sensor learns which dates exist."""
-
-    type: str = "flowapi"
-    #: directory source: filename pattern with a ``{date:...}`` field, absolute or relative to inputs
-    pattern: str | None = None
-    position: Position | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
 class SensorEntry:
     workflow_name: str
     parameters: Mapping[str, Any] = field(default_factory=frozen_map)
@@ -129,6 +119,8 @@ class SensorEntry:
     catch_up: str = "all"
     #: seconds without a new reference date before a ``late_data`` notification; None: never
     late_data_after: float | None = None
+    #: this entry's own date source; None: the sensor's
+    source: SourceSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -136,12 +128,27 @@ class SensorSpec:
     #: cron string, or None to tick once and exit
     schedule: str | None
     workflows: tuple[SensorEntry, ...]
-    #: None means every type the source knows
-    cdr_types: tuple[str, ...] | None = None
     source: SourceSpec = field(default_factory=SourceSpec)
     position: Position | None = field(default=None, compare=False)
     #: at most this many runs start per tick (None: no bound)
     max_runs_per_tick: int | None = None
+
+    @property
+    def cdr_types(self) -> tuple[str, ...] | None:
+        """The sensor's FlowAPI CDR types (None: every type FlowAPI knows, or not a FlowAPI source)."""
+        kinds = self.source.get("cdr_types") if self.source.type == "flowapi" else None
+        return tuple(kinds) if kinds else None
+
+    def source_for(self, entry: SensorEntry) -> SourceSpec:
+        """The date source that says which dates ``entry`` can run for."""
+        return entry.source or self.source
+
+    def sources(self) -> dict[SourceSpec, list[int]]:
+        """Each distinct date source -> the indices of the entries it serves."""
+        found: dict[SourceSpec, list[int]] = {}
+        for index, entry in enumerate(self.workflows):
+            found.setdefault(self.source_for(entry), []).append(index)
+        return found
 
     def entry_for(self, workflow: str, digest: str) -> SensorEntry | None:
         """The entry that plans runs of ``workflow`` with parameters hashing to ``digest``, if any."""
@@ -179,3 +186,13 @@ class AutoFlowConfig:
     notifications: tuple[NotificationSpec, ...] = ()
     #: how every report looks (the top-level ``report:`` block)
     report: ReportSpec = ReportSpec()
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        """Secrets workflows.yml refers to by name (a sql source's ``password_secret``,
+        ``${NAME}`` in notification URLs): hidden from notebooks and redacted like AutoFlow's own."""
+        from autoflow.spec.notification_urls import references
+
+        names = {str(spec.get("password_secret")) for spec in self.sensor.sources() if spec.get("password_secret")}
+        names.update(name for target in self.notifications for name in references(target.url_template))
+        return frozenset(names)

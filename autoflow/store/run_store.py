@@ -346,6 +346,25 @@ class RunStore:
         with self._transaction("record a queued run that never started", write=True) as connection:
             return bool(connection.execute(statement).rowcount)
 
+    def succeeded_dates(self, workflow: str) -> dict[str, set[dt.date]]:
+        """params_hash -> reference dates whose latest attempt of ``workflow`` succeeded (one statement)."""
+        newer = run_attempts.alias("newer")
+        statement = sa.select(_runs.params_hash, _runs.reference_date).where(
+            _runs.workflow == workflow,
+            _runs.state == "success",
+            ~sa.exists().where(
+                newer.c.workflow == _runs.workflow,
+                newer.c.params_hash == _runs.params_hash,
+                newer.c.reference_date == _runs.reference_date,
+                newer.c.attempt > _runs.attempt,
+            ),
+        )
+        found: dict[str, set[dt.date]] = {}
+        with self._transaction(f"read which runs of '{workflow}' succeeded") as connection:
+            for digest, day in connection.execute(statement):
+                found.setdefault(digest, set()).add(day)
+        return found
+
     def ended_mark(self) -> tuple[int, dt.datetime | None]:
         """How many attempts have ended, and the latest end: changes whenever a run ends (one short read)."""
         statement = sa.select(sa.func.count(), sa.func.max(_runs.finished_at)).where(_runs.state != "running")

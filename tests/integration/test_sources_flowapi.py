@@ -12,7 +12,7 @@ import pytest
 
 from autoflow.errors import DateSourceError, SettingsError
 from autoflow.settings import Secret, Settings
-from autoflow.sources import make_source
+from autoflow.sources import SourceContext, make_source
 from autoflow.sources.flowapi import FlowAPISource
 from autoflow.spec.models import SourceSpec
 from tests.fake_flowapi import FakeFlowAPI, date_range
@@ -164,14 +164,14 @@ def test_make_source_builds_a_flowapi_source_from_settings(
     tokens_used.append(token)
     settings = Settings(flowapi_url=fake_flowapi.url, flowapi_token=Secret(token))
 
-    src = make_source(SourceSpec(type="flowapi"), settings=settings, inputs_dir=tmp_path, cdr_types=("calls",))
+    src = make_source(SourceSpec(type="flowapi", options={"cdr_types": ["calls"]}), SourceContext(settings, tmp_path))
 
     assert src.available_dates() == {"calls": CALLS}
 
 
 def test_make_source_without_flowapi_url_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="FLOWAPI_URL"):
-        make_source(SourceSpec(type="flowapi"), settings=Settings(), inputs_dir=tmp_path, cdr_types=None)
+        make_source(SourceSpec(type="flowapi"), SourceContext(Settings(), tmp_path))
 
 
 # -- failures -----------------------------------------------------------------------------
