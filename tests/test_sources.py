@@ -80,6 +80,10 @@ def test_the_original_cdr_types_key_is_every_flowapi_sources_default(inputs: Pat
         ("{type: directory, pattern: 'data/x.csv'}", 14, ["'pattern' 'data/x.csv'", "{date:FORMAT}"]),
         ("{type: flowapi, cdr_types: [calls, smss]}", 14, ["unknown CDR type 'smss'", "did you mean 'sms'"]),
         ("weekly", 14, ["'source' of a sensor entry must be a mapping with a 'type'"]),
+        ("{type: sql, uri: 'sqlite:///d.db', query: 'DELETE FROM t'}", 14, ["the query is a DELETE statement; a date source only reads"]),
+        ("{type: sql, uri: 'postgresql://reader:pw@db/cdr', table: t, column: c}", 14, ["postgresql://reader:***@db/cdr has a password written in it"]),
+        ("{type: sql, uri: 'sqlite:///d.db', table: t}", 14, ["'table' needs a 'column'"]),
+        ("{type: sql, table: t, column: c}", 14, ["a 'sql' source needs 'uri', e.g. {type: sql, uri: "]),
     ],
 )
 def test_each_source_type_reports_its_mistakes_where_they_are(inputs: Path, block: str, line: int, fragments: list[str]) -> None:
