@@ -28,7 +28,7 @@ from benchmarks import environments, report
 from benchmarks.common import REPO, RESULTS, WORK, LoadMonitor, log, machine, version_of
 from benchmarks.context import FULL, QUICK, Bench
 
-BENCHMARKS = ("b1", "b2", "b3", "b4", "b5", "b6", "memory")
+BENCHMARKS = ("b1", "b2", "b3", "b4", "b5", "b9", "memory")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001
             bench.error(f"py-spy's venv: {exc}")
     results: dict[str, Any] = {"config": cfg.as_json()}
-    modules = {"b1": "b1_backlog", "b2": "b2_overhead", "b3": "b3_tick", "b4": "b4_startup", "b5": "b5_scaleout", "b6": "b6_site", "memory": "memory"}
+    modules = {"b1": "b1_backlog", "b2": "b2_overhead", "b3": "b3_tick", "b4": "b4_startup", "b5": "b5_scaleout", "b9": "b9_site", "memory": "memory"}
     with LoadMonitor() as load:
         try:
             if {"b1", "b2", "memory"} & set(selected):

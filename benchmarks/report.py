@@ -126,7 +126,7 @@ def markdown(results: dict[str, Any]) -> str:
     out += _b3(results.get("b3"))
     out += _b4(results.get("b4"), results.get("b1"))
     out += _b5(results.get("b5"))
-    out += _b6(results.get("b6"))
+    out += _b9(results.get("b9"))
     out += _memory(results.get("memory"), results.get("b1"))
     if results.get("errors") or results.get("notes"):
         out += ["## Errors and notes", ""]
@@ -266,15 +266,15 @@ def _b5(b5: dict[str, Any] | None) -> list[str]:
     return out
 
 
-def _b6(b6: dict[str, Any] | None) -> list[str]:
-    out = ["## B6 report site", ""]
-    if not b6 or "sizes" not in b6:
-        return out + [f"not run{': ' + b6['error'] if b6 and b6.get('error') else ''}", ""]
-    out += [f"`build_site` on a synthetic history; notebook rendering {b6['rendering']}. Seconds per build.", ""]
-    builds = list(b6["sizes"][0]["seconds"])
+def _b9(b9: dict[str, Any] | None) -> list[str]:
+    out = ["## B9 report site", ""]
+    if not b9 or "sizes" not in b9:
+        return out + [f"not run{': ' + b9['error'] if b9 and b9.get('error') else ''}", ""]
+    out += [f"`build_site` on a synthetic history; notebook rendering {b9['rendering']}. Seconds per build.", ""]
+    builds = list(b9["sizes"][0]["seconds"])
     out += _table(["runs", "attempts", *builds, "site files"], [
-        [s["runs"], s["attempts"], *[s["seconds"][b] for b in builds], s["site_files"]] for s in b6["sizes"]
-    ] + [[f"ratio {b6['ratio_of']}", "", *[b6["ratio"][b] for b in builds], ""]])  # fmt: skip
+        [s["runs"], s["attempts"], *[s["seconds"][b] for b in builds], s["site_files"]] for s in b9["sizes"]
+    ] + [[f"ratio {b9['ratio_of']}", "", *[b9["ratio"][b] for b in builds], ""]])  # fmt: skip
     return out
 
 

@@ -1,4 +1,4 @@
-"""B6 report site: ``build_site`` over a synthetic history of 1,000 and 10,000 runs (quick: 100 and 1,000).
+"""B9 report site: ``build_site`` over a synthetic history of 1,000 and 10,000 runs (quick: 100 and 1,000).
 
 Each run is one successful attempt (every 10th failed first, then succeeded) with its own small
 executed-notebook file and PDF report file (a few bytes each: the site links or copies them,
@@ -71,7 +71,7 @@ def run(bench: Bench) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     try:
         for runs in sizes:
-            root = bench.work / "b6" / str(runs)
+            root = bench.work / "b9" / str(runs)
             shutil.rmtree(root, ignore_errors=True)
             config, attempts = _history(root, runs)
             outputs = root / "outputs"
@@ -82,7 +82,7 @@ def run(bench: Bench) -> dict[str, Any]:
                 timings[build] = round(time.perf_counter() - began, 3)
             files = sum(1 for p in (outputs / "site").rglob("*") if p.is_file())
             results.append({"runs": runs, "attempts": len(attempts), "seconds": timings, "site_files": files})
-            log(f"B6 {runs} runs: {timings}")
+            log(f"B9 {runs} runs: {timings}")
             shutil.rmtree(root, ignore_errors=True)
     finally:
         site._Builder.render_notebook = original  # type: ignore[method-assign]
