@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import shutil
 import sys
 import textwrap
@@ -68,7 +69,7 @@ def run(app: Application, args: argparse.Namespace) -> int:
     if args.all:
         lines += [(f"  skipped  {s.workflow} {s.reference_date}: {s.reason}", INDENT) for s in result.skipped]
     elif result.skipped:
-        lines += [(line, INDENT) for line in summarise_skips(result.skipped, dates[0])]
+        lines += [(line, INDENT) for line in summarise_skips(result.skipped)]
         lines.append(("  (use --all to list every skipped run)", INDENT))
     if settings.work_pool:
         from autoflow.cli.status import work_pool_summary
@@ -99,18 +100,27 @@ def wrap(text: str, width: int, indent: int) -> str:
     return textwrap.fill(text, width=width, subsequent_indent=" " * indent, break_on_hyphens=False, drop_whitespace=True)
 
 
-def summarise_skips(skipped: Sequence[SkippedRun], first_date: dt.date) -> list[str]:
+def summarise_skips(skipped: Sequence[SkippedRun]) -> list[str]:
     """One line per workflow and kind of skip (per missing data for "waiting"), most frequent first."""
     kinds: Counter[tuple[str, str]] = Counter()
+    first: dict[str, str] = {}  # workflow -> the first date its source offers (sources differ per entry)
     for s in skipped:
         if s.kind == BEFORE_FIRST_DATA:
             kinds[(s.workflow, BEFORE_FIRST_DATA)] += 1
+            found = FIRST_DATE.search(s.reason)
+            if found:
+                first[s.workflow] = min(first.get(s.workflow, found.group(1)), found.group(1))
         else:
             kinds[(s.workflow, s.reason if s.kind == WAITING_FOR_DATA else s.reason.split(" (")[0])] += 1
     lines = []
     for (workflow, reason), n in kinds.most_common(20):
         if reason == BEFORE_FIRST_DATA:
-            lines.append(f"  not planned  {workflow}: {n} date(s) need data from before the first available date ({first_date})")
+            since = f" ({first[workflow]})" if workflow in first else ""
+            lines.append(f"  not planned  {workflow}: {n} date(s) need data from before the first available date{since}")
         else:
             lines.append(f"  skipped  {workflow}: {n} × {reason}")
     return lines
+
+
+#: the date in a BEFORE_FIRST_DATA skip's reason
+FIRST_DATE = re.compile(r"first available date \((\d{4}-\d{2}-\d{2})\)")
