@@ -58,14 +58,27 @@ class Sensor:
         self.config = config
         self.settings = settings
         self.store = store
-        self.source = source or make_source(
-            config.sensor.source, settings=settings, inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types
-        )
+        self.source = source or self._make_source(config)
         #: the Prefect work pool runs are submitted to (AUTOFLOW_WORK_POOL), else None: they run here
         self.pool = WorkPool(settings, store) if settings.work_pool else None
         self.launcher = Launcher(store, settings, runtime=RunRuntime(settings, config=config, store=store), pool=self.pool)
         #: set to stop claiming new runs (SIGTERM); runs already started go on
         self.stopping = threading.Event()
+
+    def _make_source(self, config: AutoFlowConfig) -> DateSource:
+        """The date source ``config`` describes (the one place a sensor builds its source)."""
+        return make_source(config.sensor.source, settings=self.settings, inputs_dir=config.inputs_dir, cdr_types=config.sensor.cdr_types)
+
+    def reconfigure(self, config: AutoFlowConfig) -> None:
+        """Plan and run with ``config`` from the next tick on: a new date source, and the runtime
+        (runs, notifications, the report site) switched to it. Call between ticks.
+
+        Raises :class:`AutoFlowError` when ``config`` cannot be used (its source or notification
+        targets cannot be built, e.g. a missing setting or secret); nothing has changed then.
+        """
+        source = self._make_source(config)
+        self.runtime.use_config(config)
+        self.config, self.source = config, source
 
     def close(self) -> None:
         self.launcher.close()

@@ -179,3 +179,10 @@ class AutoFlowConfig:
     notifications: tuple[NotificationSpec, ...] = ()
     #: how every report looks (the top-level ``report:`` block)
     report: ReportSpec = ReportSpec()
+
+    @property
+    def named_files(self) -> frozenset[Path]:
+        """The files workflows.yml names: every notebook and report template (resolved paths)."""
+        notebooks = [nb for wf in self.workflows.values() for nb in wf.notebooks.values()]
+        templates = [nb.output.template for nb in notebooks if nb.output is not None and nb.output.template is not None]
+        return frozenset([*(nb.path for nb in notebooks), *templates])
