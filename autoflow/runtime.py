@@ -3,10 +3,16 @@
 The service (or ``autoflow trigger``) builds one :class:`RunRuntime` and installs it, so its
 workflow runs reuse its config and database connections; a flow run started elsewhere (a
 Prefect worker) finds none installed and builds its own for its run only.
+
+A runtime given a configuration runs with that one until its owner gives it another
+(:meth:`RunRuntime.use_config`: the service, when it reloads workflows.yml), so its runs never
+see a configuration the service's sensor does not. A runtime given none loads workflows.yml
+itself, again whenever the file changes.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -21,19 +27,25 @@ if TYPE_CHECKING:
     from autoflow.notifications import Notifier
     from autoflow.site import SiteBuilder
 
+log = logging.getLogger(__name__)
+
 
 def _config_key(inputs_dir: Path) -> tuple[int, int]:
     from autoflow.spec.loader import CONFIG_FILENAME
 
-    stat = (inputs_dir / CONFIG_FILENAME).stat()
+    try:
+        stat = (inputs_dir / CONFIG_FILENAME).stat()
+    except OSError:  # gone (loading it says so)
+        return (-1, -1)
     return (stat.st_mtime_ns, stat.st_size)
 
 
 class RunRuntime:
     """Settings, config and run store for workflow runs; :meth:`close` closes the store it opened.
 
-    ``config`` is reused while workflows.yml is unchanged (else reloaded); ``store``, when given,
-    stays the caller's to close.
+    ``config``: the configuration to run with until :meth:`use_config` gives another; without
+    one, workflows.yml is loaded on first use and again whenever it changes. ``store``, when
+    given, stays the caller's to close.
     """
 
     def __init__(self, settings: Settings, *, config: AutoFlowConfig | None = None, store: RunStore | None = None) -> None:
@@ -41,24 +53,80 @@ class RunRuntime:
         self.leases = LeaseTracker()
         self._lock = threading.Lock()
         self._config = config
-        self._config_key = _config_key(settings.inputs_dir) if config is not None else None
+        #: False: the owner gives the configuration (use_config); True: follow workflows.yml on disk
+        self._follows_file = config is None
+        self._config_key: tuple[int, int] | None = None
+        #: the file (mtime, size) last found invalid while a valid configuration was held
+        self._rejected_key: tuple[int, int] | None = None
         self._store = store
         self._owns_store = store is None
         self._notifier: Notifier | None = None
         self._site: SiteBuilder | None = None
 
     def config(self) -> AutoFlowConfig:
-        """The parsed workflows.yml (raises :class:`autoflow.errors.ConfigError` if it no longer loads)."""
+        """The configuration runs use now.
+
+        Following workflows.yml: the file as it is now; when it no longer loads, the configuration
+        loaded before (with a warning), or :class:`autoflow.errors.ConfigError` when there is none.
+        """
+        from autoflow.errors import ConfigError
         from autoflow.spec.loader import load_config
 
+        with self._lock:
+            if not self._follows_file and self._config is not None:
+                return self._config
         key = _config_key(self.settings.inputs_dir)
         with self._lock:
-            if self._config is not None and key == self._config_key:
+            if self._config is not None and key in (self._config_key, self._rejected_key):
                 return self._config
-        config = load_config(self.settings.inputs_dir)
+        try:
+            config = load_config(self.settings.inputs_dir)
+        except ConfigError as exc:
+            with self._lock:
+                held = self._config
+                if held is None:
+                    raise
+                self._rejected_key = key
+            count = len(exc.problems)
+            log.warning(
+                "workflows.yml is invalid now (%d problem%s; first: %s); this process keeps the configuration it loaded before",
+                count, "" if count == 1 else "s", exc.problems[0] if exc.problems else exc,
+            )  # fmt: skip
+            return held
         with self._lock:
-            self._config, self._config_key = config, key
+            self._config, self._config_key, self._rejected_key = config, key, None
         return config
+
+    def use_config(self, config: AutoFlowConfig) -> None:
+        """Run with ``config`` from now on (runs already executing keep the one they started with).
+
+        When its notification targets differ, the new ones are checked first: a missing secret or
+        a URL Apprise rejects raises :class:`autoflow.notifications.NotificationError` and nothing
+        changes. The notifier of the old targets delivers what it has queued, then stops.
+        """
+        from autoflow.notifications import Notifier
+
+        with self._lock:
+            previous = self._config
+        replace = previous is None or previous.notifications != config.notifications
+        notifier: Notifier | None = None
+        if replace and config.notifications:
+            notifier = Notifier(config, self.settings, state_file=self._late_data_state)
+            notifier.check()
+        retired: Notifier | None = None
+        with self._lock:
+            self._config, self._follows_file = config, False
+            if replace:
+                retired, self._notifier = self._notifier, notifier
+            site = self._site
+        if retired is not None:
+            retired.close()
+        if site is not None and (previous is None or previous.workflows != config.workflows):
+            site.request()  # workflows came, went or changed
+
+    @property
+    def _late_data_state(self) -> Path:
+        return self.settings.outputs_dir / ".autoflow" / "late-data.json"
 
     @property
     def store(self) -> RunStore:
@@ -77,8 +145,7 @@ class RunRuntime:
         config = self.config()
         with self._lock:
             if self._notifier is None:
-                state = self.settings.outputs_dir / ".autoflow" / "late-data.json"
-                self._notifier = Notifier(config, self.settings, state_file=state)
+                self._notifier = Notifier(config, self.settings, state_file=self._late_data_state)
             return self._notifier
 
     def rebuild_site(self) -> None:

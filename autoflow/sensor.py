@@ -66,11 +66,29 @@ class Sensor:
         #: set to stop claiming new runs (SIGTERM); runs already started go on
         self.stopping = threading.Event()
 
+    def _make_sources(self, config: AutoFlowConfig) -> dict[SourceSpec, DateSource]:
+        """The date sources ``config`` describes (the one place a sensor builds them)."""
+        return build_sources(config, self.settings, self.store)
+
+    def reconfigure(self, config: AutoFlowConfig) -> None:
+        """Plan and run with ``config`` from the next tick on: new date sources, and the runtime
+        (runs, notifications, the report site) switched to it. Call between ticks.
+
+        Raises :class:`AutoFlowError` when ``config`` cannot be used (a source or notification
+        targets cannot be built, e.g. a missing setting or secret); nothing has changed then.
+        """
+        sources = self._make_sources(config)
+        try:
+            self.runtime.use_config(config)
+        except BaseException:
+            _close_sources(sources)
+            raise
+        old, self.config, self.sources = self.sources, config, sources
+        _close_sources(old)
+
     def close(self) -> None:
         self.launcher.close()
-
-    def _make_sources(self, config: AutoFlowConfig) -> dict[SourceSpec, DateSource]:
-        return build_sources(config, self.settings, self.store)
+        _close_sources(self.sources)
 
     def scan(self) -> Scan:
         """Ask the sources and the run history what is due now (reads only)."""
@@ -164,6 +182,17 @@ class Sensor:
             f", {result.not_started} not started (stopping)" if result.not_started else "",
         )  # fmt: skip
         return result
+
+
+def _close_sources(sources: dict[SourceSpec, DateSource]) -> None:
+    """Let go of what sources hold (a sql source's connection pool)."""
+    for source in sources.values():
+        close = getattr(source, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as exc:  # closing must never stop a reload or a stop
+                log.warning("could not close date source %s: %s", source.describe(), exc)
 
 
 def _log_plan(current: Plan) -> None:

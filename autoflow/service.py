@@ -1,5 +1,9 @@
 """The long-running service: the sensor on its cron schedule, stopping cleanly on SIGTERM/SIGINT.
 
+Before every tick, and every :data:`~autoflow.reload.CHECK_INTERVAL` seconds while it waits for
+one, it looks whether workflows.yml changed and runs with the new configuration if it is valid
+(:mod:`autoflow.reload`).
+
 Import this module only after :func:`autoflow.prefect_env.configure_environment`.
 """
 
@@ -12,12 +16,14 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from autoflow.heartbeat import HeartbeatWriter
 from autoflow.native_memory import release_free_memory
 from autoflow.pool import Tender, WorkPoolError
 from autoflow.prefect_env import prefect_api
+from autoflow.reload import CHECK_INTERVAL, ConfigReloader
 from autoflow.run_bounds import longest_allowed_run
 from autoflow.sensor import Sensor, TickResult, run_tick
 from autoflow.settings import Settings
@@ -46,12 +52,15 @@ def needs_reports(config: AutoFlowConfig) -> bool:
 class Service:
     """Runs ticks until stopped; one tick and out when the schedule is null."""
 
-    def __init__(self, config: AutoFlowConfig, settings: Settings) -> None:
+    def __init__(self, config: AutoFlowConfig, settings: Settings, *, load_config: Callable[[], AutoFlowConfig] | None = None) -> None:
+        """``load_config`` reads workflows.yml again (default: from the inputs directory), raising
+        :class:`autoflow.errors.ConfigError` with the problems as ``autoflow validate`` shows them."""
         self.config = config
         self.settings = settings
         self.stop_requested = threading.Event()
         self.sensor: Sensor | None = None
         self.heartbeat: HeartbeatWriter | None = None
+        self.reloader = ConfigReloader(config, load=load_config or (lambda: _load_config(settings)), apply=self._apply)
 
     def run(self) -> int:
         """Exit status: 0 when every run succeeded (or nothing was due, or stopped by a signal), else 1."""
@@ -83,6 +92,7 @@ class Service:
                     settings.outputs_dir,
                     longest_run=longest_allowed_run(self.config, settings),
                     runs_busy_since=self.sensor.launcher.leases.busy_since,
+                    config_state=lambda: self.reloader.state,
                 ).start()
                 try:
                     return self._loop(self.sensor)
@@ -109,17 +119,64 @@ class Service:
         every = tick_seconds()
         log.info("schedule: %s", describe(schedule) if every is None else f"every {every:g} s ({TICK_VARIABLE}, for tests)")
         while not self.stop_requested.is_set():
-            now = dt.datetime.now(dt.timezone.utc)
-            when = next_tick(schedule, now) if every is None else now + dt.timedelta(seconds=every)
-            log.info("next tick at %s UTC", when.strftime("%Y-%m-%d %H:%M:%S"))
-            self._beat("waiting", when)
-            if self.stop_requested.wait(timeout=max((when - now).total_seconds(), 0)):
+            if not self._wait_for_tick(every):
                 break
+            self._reload()  # a valid change takes effect on this tick
             self._beat("ticking")
             run_tick(sensor)
             release_free_memory()  # else an idle service's RSS creeps up (heap fragmentation)
         log.info("stopped")
         return 0
+
+    def _next_tick(self, every: float | None) -> dt.datetime:
+        """When the next tick is due, from the schedule the service runs now (``every`` seconds: tests)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        schedule = self.config.sensor.schedule
+        assert schedule is not None  # a running service keeps its schedule (autoflow.reload)
+        when = next_tick(schedule, now) if every is None else now + dt.timedelta(seconds=every)
+        log.info("next tick at %s UTC", when.strftime("%Y-%m-%d %H:%M:%S"))
+        self._beat("waiting", when)
+        return when
+
+    def _wait_for_tick(self, every: float | None) -> bool:
+        """Wait for the next tick, looking at workflows.yml every CHECK_INTERVAL seconds meanwhile
+        (a new schedule moves the tick at once); False when stopped."""
+        when = self._next_tick(every)
+        while True:
+            remaining = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
+            if remaining <= 0:
+                return True
+            if self.stop_requested.wait(timeout=min(remaining, CHECK_INTERVAL)):
+                return False
+            if remaining > CHECK_INTERVAL:  # woke up to look, not to tick
+                schedule = self.config.sensor.schedule
+                self._reload()
+                if self.config.sensor.schedule != schedule:
+                    when = self._next_tick(every)
+
+    def _reload(self) -> None:
+        """Run with workflows.yml as it is now, if it changed and is valid (else go on as before)."""
+        try:
+            changed = self.reloader.check()
+        except Exception:  # a bug in AutoFlow: the service goes on with the configuration it has
+            log.exception("internal error while reloading workflows.yml; the service goes on with the configuration it has")
+            return
+        if changed and self.heartbeat is not None:
+            self.heartbeat.write()  # autoflow health knows at once
+
+    def _apply(self, config: AutoFlowConfig) -> None:
+        """Make the service run with ``config`` (ConfigReloader's ``apply``): every holder of the
+        configuration (the sensor, its date source, runtime, notifier and site; the heartbeat's
+        bound on a run) gets it. Raises AutoFlowError, changing nothing, when it cannot be used."""
+        assert self.sensor is not None
+        if needs_reports(config) and not needs_reports(self.config):
+            from autoflow.reports import check_report_tools
+
+            check_report_tools()
+        self.sensor.reconfigure(config)
+        self.config = config
+        if self.heartbeat is not None:
+            self.heartbeat.longest_run = longest_allowed_run(config, self.settings)
 
     def _await_submitted(self, sensor: Sensor, result: TickResult) -> TickResult:
         return await_submitted(sensor, result, self.settings, self.stop_requested)
@@ -176,6 +233,12 @@ class Service:
             self.heartbeat.stop()
         logging.shutdown()
         os._exit(0)  # kernels and the temporary Prefect server end with this process
+
+
+def _load_config(settings: Settings) -> AutoFlowConfig:
+    from autoflow.spec.loader import load_config
+
+    return load_config(settings.inputs_dir)
 
 
 def await_submitted(sensor: Sensor, result: TickResult, settings: Settings, stop_requested: threading.Event) -> TickResult:

@@ -322,3 +322,46 @@ def test_the_lease_tracker_knows_since_when_its_runs_are_busy() -> None:
     beats.discard(2)
     ended = beats.busy_since()
     assert ended is not None and ended >= second  # none running: when the last one ended
+
+
+# -- workflows.yml on disk invalid: the service runs the last valid configuration ----------------
+
+
+def test_an_invalid_workflows_yml_is_said_and_the_service_stays_healthy(
+    outputs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    loaded = dt.datetime(2026, 12, 4, 19, 31, 5, tzinfo=dt.timezone.utc)
+    problems = tuple(f"workflows.yml:{line}:7: problem {line}" for line in range(12, 19))
+    state = heartbeat.ConfigState(valid=False, loaded_at=loaded, problems=problems, invalid_since=loaded + dt.timedelta(minutes=9))
+    assert heartbeat.ConfigState.from_json(state.as_json()) == heartbeat.ConfigState(
+        valid=False, loaded_at=loaded, problems=problems[: heartbeat.MAX_PROBLEMS], invalid_since=state.invalid_since, problem_count=7
+    )
+    writer = heartbeat.HeartbeatWriter(outputs, interval=60, config_state=lambda: state).start()
+    try:
+        record = json.loads(heartbeat.heartbeat_path(outputs).read_text())["config"]
+        assert record == {
+            "state": "invalid", "loaded_at": "2026-12-04T19:31:05+00:00", "problems": list(problems[:5]), "problem_count": 7,
+            "invalid_since": "2026-12-04T19:40:05+00:00",
+        }  # fmt: skip
+        code, out = run_health(outputs, monkeypatch, capsys)
+        assert code == 0, out
+        first, second = out.strip().splitlines()
+        assert first.startswith("healthy: heartbeat")
+        assert second.startswith(
+            "workflows.yml on disk is invalid since 2026-12-04 19:40 UTC (7 problems; first: workflows.yml:12:7: problem 12); "
+            "the service runs the configuration loaded at 19:31 UTC. Still healthy (exit 0)"
+        )
+        state = heartbeat.ConfigState(valid=True, loaded_at=loaded + dt.timedelta(days=1))
+        writer.write()
+        code, out = run_health(outputs, monkeypatch, capsys)
+        assert code == 0 and len(out.strip().splitlines()) == 1 and "workflows.yml" not in out
+    finally:
+        writer.stop()
+
+
+def test_an_invalid_config_section_is_ignored(outputs: Path) -> None:
+    path = heartbeat.write_heartbeat(outputs, state="waiting")
+    for config in ({"state": "confused"}, {"state": "invalid"}, ["not", "a", "mapping"], None):
+        rewrite(path, config=config)
+        healthy, why = health.check(outputs)
+        assert healthy and "\n" not in why, why

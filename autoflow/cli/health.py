@@ -9,6 +9,11 @@ one counts as healthy instead.
 A live service can still be stuck in a tick: a run (or the tick's own work) busy for longer than
 the longest allowed run (:mod:`autoflow.run_bounds`, as the service recorded it in the heartbeat)
 is hung, and the service unhealthy.
+
+When workflows.yml on disk is invalid, a second line says so (since when, how many problems, the
+first one) and when the configuration the service runs was loaded. That alone leaves the service
+healthy (exit 0): it runs the last valid configuration, and a restart (what a failing container
+healthcheck leads to) would not help: the service would refuse to start with the broken file.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from autoflow.cli.app import Application
-from autoflow.heartbeat import HEARTBEAT_INTERVAL, heartbeat_path
+from autoflow.heartbeat import HEARTBEAT_INTERVAL, ConfigState, heartbeat_path
 
 HELP = "exit 0 if the service writing to the outputs directory is alive, else 1 (for container health checks)"
 #: a heartbeat older than this means the service is stuck (default of --max-age)
@@ -76,8 +81,11 @@ def check(
     """(healthy, why) for the service of this host writing to ``outputs_dir``.
 
     ``longest_run`` gives the longest allowed run of the configuration on disk now (None when it
-    cannot be read); it counts when the heartbeat records none, or a smaller one (runs read
-    workflows.yml afresh when it changes, so a timeout raised since the service started counts).
+    cannot be read); it counts when the heartbeat records none, or a smaller one (a run started
+    before the service reloaded workflows.yml may still have the longer timeout it had).
+
+    A second line (after a newline) tells when workflows.yml on disk is invalid and the service
+    runs the last valid configuration; that alone does not make it unhealthy.
     """
     path = heartbeat_path(outputs_dir)
     if path.exists():
@@ -125,8 +133,27 @@ def _check_heartbeat(path: Path, max_age: float, now: dt.datetime, longest_run: 
             known = [b for b in (recorded_bound, longest_run()) if b is not None]
             bound = max(known) if known else _settings_longest_run()
         if busy > bound:
-            return False, _hung(tick_started, busy_since, bound)
-    return True, f"heartbeat {max(age, 0):.0f} s ago from pid {pid} ({state})"
+            return False, _hung(tick_started, busy_since, bound) + _config_note(record)
+    return True, f"heartbeat {max(age, 0):.0f} s ago from pid {pid} ({state})" + _config_note(record)
+
+
+def _config_note(record: dict[str, Any]) -> str:
+    """A second line when the heartbeat says workflows.yml on disk is invalid, else ""."""
+    try:
+        config = ConfigState.from_json(record["config"]) if record.get("config") else None
+    except (ValueError, KeyError, TypeError, AttributeError):  # an older or damaged record: nothing to say
+        return ""
+    if config is None or config.valid:
+        return ""
+    since = config.invalid_since or config.loaded_at
+    loaded = f"{config.loaded_at:%H:%M} UTC" if config.loaded_at.date() == since.date() else f"{config.loaded_at:%Y-%m-%d %H:%M} UTC"
+    first = f"; first: {config.problems[0]}" if config.problems else ""
+    count = f"{config.count} problem{'' if config.count == 1 else 's'}"
+    return (
+        f"\nworkflows.yml on disk is invalid since {since:%Y-%m-%d %H:%M} UTC ({count}{first}); "
+        f"the service runs the configuration loaded at {loaded}. Still healthy (exit 0): the service keeps running; "
+        "fix workflows.yml (`autoflow validate` lists every problem) and the service picks it up by itself"
+    )
 
 
 def _hung(tick_started: dt.datetime, busy_since: dt.datetime, bound: float) -> str:

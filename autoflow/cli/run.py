@@ -34,4 +34,4 @@ def run(app: Application, args: argparse.Namespace) -> int:
     from autoflow.service import Service  # imports Prefect, which takes over logging...
 
     app.setup_logging()  # ...so AutoFlow's console set-up goes back on
-    return Service(config, settings).run()
+    return Service(config, settings, load_config=app.load_config).run()

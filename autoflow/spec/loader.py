@@ -291,6 +291,27 @@ def load_config_text(data: bytes, *, inputs_dir: Path, file: str = CONFIG_FILENA
     return config
 
 
+def files_named_in(inputs_dir: Path) -> frozenset[Path]:
+    """The notebook and template files ``inputs_dir/workflows.yml`` names, read as far as it can be
+    even when it is invalid (so a reloader can watch for a missing notebook to appear): paths in
+    the inputs directory, not checked. Empty when the file cannot be read or parsed."""
+    try:
+        with (inputs_dir / CONFIG_FILENAME).open("rb") as handle:
+            root = parse(handle.read(MAX_FILE_BYTES + 1), CONFIG_FILENAME)  # a bigger file is refused unread
+    except (OSError, YAMLFileError):
+        return frozenset()
+    workflows = root.value.get("workflows") if root is not None and root.is_mapping else None
+    names: list[object] = []
+    for workflow in workflows if isinstance(workflows, list) else ():
+        notebooks = workflow.get("notebooks") if isinstance(workflow, dict) else None
+        for notebook in notebooks.values() if isinstance(notebooks, dict) else ():
+            if not isinstance(notebook, dict):
+                continue
+            output = notebook.get("output")
+            names += [notebook.get("filename"), output.get("template") if isinstance(output, dict) else None]
+    return frozenset(inputs_dir / name for name in names if isinstance(name, str) and name.strip() and "\0" not in name)
+
+
 # -- workflows --------------------------------------------------------------------------------
 
 

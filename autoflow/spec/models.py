@@ -196,3 +196,10 @@ class AutoFlowConfig:
         names = {str(spec.get("password_secret")) for spec in self.sensor.sources() if spec.get("password_secret")}
         names.update(name for target in self.notifications for name in references(target.url_template))
         return frozenset(names)
+
+    @property
+    def named_files(self) -> frozenset[Path]:
+        """The files workflows.yml names: every notebook and report template (resolved paths)."""
+        notebooks = [nb for wf in self.workflows.values() for nb in wf.notebooks.values()]
+        templates = [nb.output.template for nb in notebooks if nb.output is not None and nb.output.template is not None]
+        return frozenset([*(nb.path for nb in notebooks), *templates])
