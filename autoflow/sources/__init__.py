@@ -287,7 +287,7 @@ def _describe_sql(spec: SourceSpec) -> str:
 
 SQL = SourceType(
     name="sql",
-    summary="distinct dates of a table column or a read-only SELECT in any database SQLAlchemy reaches",
+    summary="distinct dates of a table column or a read-only SELECT in PostgreSQL or a SQLite file",
     keys={"uri": True, "password_secret": False, "table": False, "column": False, "query": False},
     check=_check_sql,
     create=_create_sql,
