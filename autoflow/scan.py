@@ -67,6 +67,7 @@ def current_plan(
     groups = config.sensor.sources()
     per_entry: list[frozenset[dt.date] | None] = [None] * len(config.sensor.workflows)
     errors: list[str] = []
+    failures: list[tuple[DateSource, list[int]]] = []
     failed: AutoFlowError | None = None
     for spec, indices in groups.items():
         source = sources[spec]
@@ -75,8 +76,7 @@ def current_plan(
         except AutoFlowError as exc:
             failed = exc
             errors.append(str(exc))
-            log.error("date source %s failed: %s; its %d sensor entr%s wait%s for the next tick", source.describe(), exc,
-                      len(indices), "y" if len(indices) == 1 else "ies", "s" if len(indices) == 1 else "")  # fmt: skip
+            failures.append((source, indices))
             continue  # its entries stay None: nothing of them is planned this tick
         dates = union_of_dates(available)
         counts = ", ".join(f"{kind}: {len(days)}" for kind, days in sorted(available.items())) or "none"
@@ -85,7 +85,10 @@ def current_plan(
         for i in indices:
             per_entry[i] = dates
     if failed is not None and len(errors) == len(groups):
-        raise failed
+        raise failed  # the tick fails, and says so once
+    for source, indices in failures:  # the others go ahead: say which entries wait
+        log.error("date source %s failed: %s; its %d sensor entr%s wait%s for the next tick", source.describe(), errors[failures.index((source, indices))],
+                  len(indices), "y" if len(indices) == 1 else "ies", "s" if len(indices) == 1 else "")  # fmt: skip
     entries = config.sensor.workflows
     workflows = {entry.workflow_name for entry in entries}
     history = store.latest_states(workflows) if store is not None else {}
