@@ -12,6 +12,7 @@ Notebooks are executed by a :class:`NotebookRunner` and reports exported by a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import queue
@@ -33,6 +34,7 @@ from autoflow import runtime as runtimes
 from autoflow.errors import AutoFlowError, NotebookExecutionError, ReportError
 from autoflow.lease import AttemptLease, StaleAttempt
 from autoflow.notebooks import ExecutionLimits, build_parameters, execute_notebook, output_stem
+from autoflow.notebooks.kernel_pool import KernelKey
 from autoflow.notebooks.watchdog import cancel_reason, stop_all_notebooks
 from autoflow.parameters import from_typed_json, to_json_safe
 from autoflow.reports import export_html, export_pdf
@@ -117,11 +119,16 @@ class ReportExporter(Protocol):
 class PapermillRunner:
     """The default :class:`NotebookRunner`: papermill on a real kernel."""
 
+    #: kernels to start ahead, once this notebook has its own: those of the notebooks waiting for it
+    next_kernels: tuple[KernelKey, ...] = ()
+
     def __call__(
         self, notebook: Path, output: Path, parameters: Mapping[str, Any], *, timeout: float | None,
         limits: ExecutionLimits, metadata: Mapping[str, Any],
     ) -> object:  # fmt: skip
-        return execute_notebook(notebook, output, parameters, timeout=timeout, limits=limits, metadata=metadata)
+        return execute_notebook(
+            notebook, output, parameters, timeout=timeout, limits=limits, metadata=metadata, then_expect=self.next_kernels
+        )
 
 
 @dataclass(frozen=True)
@@ -376,12 +383,16 @@ def execute_workflow(
     stem_args = {"workflow": workflow.name, "reference_date": request.reference_date, "parameters": request.parameters}
     order = workflow.execution_order()
     waiting = {label: set(workflow.dependencies(label)) for label in order}
+    nb_deps = workflow.dependencies
     done: dict[str, str] = {}
     #: what failed ("notebook"/"report", label) -> its message, in the order they failed
     failed: dict[tuple[str, str], str] = {}
     #: notebooks not run because a notebook they depend on failed or was not run
     not_run: list[str] = []
     outcome = RunOutcome()
+    #: notebooks whose task was submitted (running, or done)
+    submitted: set[str] = set()
+    pre_start = isinstance(runner, PapermillRunner)
     finished: queue.Queue[tuple[str, str, PrefectFuture[Any]]] = queue.Queue()
     running = 0
 
@@ -389,6 +400,7 @@ def execute_workflow(
         future.add_done_callback(lambda f: finished.put((kind, label, f)))
 
     while waiting or running:
+        ready: list[str] = []
         for label in [lb for lb in order if lb in waiting]:
             deps = waiting[label]
             blocked = sorted(d for d in deps if ("notebook", d) in failed or d in not_run)
@@ -401,18 +413,27 @@ def execute_workflow(
                 not_run.append(label)
             elif deps <= done.keys():
                 del waiting[label]
-                nb = workflow.notebooks[label]
-                params = build_parameters(
-                    nb,
-                    workflow_parameters=request.parameters,
-                    reference_date=request.reference_date,
-                    date_ranges=request.date_ranges,
-                    flowapi_url=settings.flowapi_url,
-                    upstream_paths={d: Path(done[d]) for d in deps},
-                )
-                task = notebook_task.submit(label, nb, params, notebooks_dir, stem_args, {**metadata, "notebook": label}, ExecutionLimits.from_settings(settings), runner)
-                submit("notebook", label, task)
-                running += 1
+                ready.append(label)
+        submitted.update(ready)
+        #: the notebooks that can start once those starting now end: their kernels start meanwhile
+        upcoming = [lb for lb in order if lb in waiting and waiting[lb] <= submitted] if pre_start else []
+        for label in ready:
+            nb = workflow.notebooks[label]
+            params = build_parameters(
+                nb,
+                workflow_parameters=request.parameters,
+                reference_date=request.reference_date,
+                date_ranges=request.date_ranges,
+                flowapi_url=settings.flowapi_url,
+                upstream_paths={d: Path(done[d]) for d in nb_deps(label)},
+            )
+            # each upcoming notebook's kernel is asked for once, by the first notebook it waits for
+            after = [lb for lb in upcoming if label in waiting[lb]]
+            upcoming = [lb for lb in upcoming if lb not in after]
+            notebook_runner = dataclasses.replace(runner, next_kernels=tuple(notebook_kernels(workflow, after))) if after else runner
+            task = notebook_task.submit(label, nb, params, notebooks_dir, stem_args, {**metadata, "notebook": label}, ExecutionLimits.from_settings(settings), notebook_runner)
+            submit("notebook", label, task)
+            running += 1
         if not running:
             break
         kind, label, future = finished.get()
@@ -442,6 +463,17 @@ def execute_workflow(
         outcome.error = summarise_failures({key: failed[key] for key in ordered}, not_run)
     outcome.duration = time.monotonic() - started
     return outcome
+
+
+def notebook_kernels(workflow: WorkflowSpec, labels: Sequence[str]) -> list[KernelKey]:
+    """The kernels ``labels`` of ``workflow`` will run on (the default engine: ``python3`` in the
+    notebook's folder), for :func:`~autoflow.notebooks.kernel_pool.expect_kernels`."""
+    return [KernelKey.of("python3", workflow.notebooks[label].path.parent) for label in labels]
+
+
+def first_notebooks(workflow: WorkflowSpec) -> list[str]:
+    """The notebooks of ``workflow`` that read no other notebook: those a run starts with."""
+    return [label for label in workflow.execution_order() if not workflow.dependencies(label)]
 
 
 def summarise_failures(failed: Mapping[tuple[str, str], str], not_run: Sequence[str]) -> str:

@@ -20,6 +20,7 @@ from autoflow import runtime as runtimes
 from autoflow.errors import AutoFlowError
 from autoflow.flows import RunOutcome, RunRequest, workflow_run_with_runner
 from autoflow.lease import LeaseTracker
+from autoflow.notebooks.kernel_pool import close_kernel_pool
 from autoflow.planning import DueRun
 from autoflow.pool import WorkPool
 from autoflow.runtime import RunRuntime
@@ -75,6 +76,7 @@ class Launcher:
         if runtimes.installed() is self.runtime:
             runtimes.install(self._previous)
         self.runtime.close()
+        close_kernel_pool()  # kernels started for runs that will not come
 
     def launch(self, run: DueRun, *, should_start: Callable[[], bool] = lambda: True, trigger: str | None = None) -> LaunchResult:
         """Claim ``run`` (recording ``trigger``, default the launcher's) and, if this process got

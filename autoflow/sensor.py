@@ -11,12 +11,15 @@ import datetime as dt
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from prefect import flow
 
 from autoflow.errors import AutoFlowError
+from autoflow.flows import first_notebooks, notebook_kernels
+from autoflow.notebooks.kernel_pool import KernelKey, expect_kernels
 from autoflow.planning import DueRun, Plan
 from autoflow.pool import WorkPool
 from autoflow.scan import Scan, build_sources, current_plan
@@ -145,6 +148,8 @@ class Sensor:
             return result
         launch = detached_from_flow_run(self.launcher.launch)
         threads = self.settings.max_parallel_runs if self.pool is None else 4  # submitting only: quick
+        if self.pool is None:
+            launch = self._starting_kernels_ahead(launch, due, threads)
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="autoflow-run") as pool:
             futures = [pool.submit(launch, run, should_start=lambda: not self.stopping.is_set(), trigger=trigger) for run in due]
             for future in futures:
@@ -182,6 +187,31 @@ class Sensor:
             f", {result.not_started} not started (stopping)" if result.not_started else "",
         )  # fmt: skip
         return result
+
+
+    def _starting_kernels_ahead(self, launch: Callable[..., LaunchResult], due: Sequence[DueRun], threads: int) -> Callable[..., LaunchResult]:
+        """``launch``, which also starts the kernels of the run that will follow it in its thread.
+
+        The first notebooks of the first ``threads`` runs get their kernels now (they start while
+        the runs are claimed and their flows set up); each run then asks for the kernels of the
+        run that takes its place, ``threads`` further down the list, so they wait ready when it starts.
+        """
+        firsts = [self._first_kernels(run.workflow) for run in due]
+        for keys in firsts[:threads]:
+            expect_kernels(keys)
+        position = {id(run): i for i, run in enumerate(due)}
+
+        def launching(run: DueRun, **kwargs: Any) -> LaunchResult:
+            after = position[id(run)] + threads
+            if after < len(firsts) and not self.stopping.is_set():
+                expect_kernels(firsts[after])
+            return launch(run, **kwargs)
+
+        return launching
+
+    def _first_kernels(self, workflow: str) -> list[KernelKey]:
+        spec = self.config.workflows.get(workflow)
+        return [] if spec is None else notebook_kernels(spec, first_notebooks(spec))
 
 
 def _close_sources(sources: dict[SourceSpec, DateSource]) -> None:

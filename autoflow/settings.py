@@ -63,6 +63,27 @@ def _positive_number(env: Mapping[str, str], name: str, default: float, *, integ
     return value
 
 
+def default_kernel_pool() -> int:
+    """Kernels waiting at most by default: two per core (a run's next notebooks, and the next runs')."""
+    return 2 * (os.cpu_count() or 1)
+
+
+def _kernel_pool(env: Mapping[str, str]) -> int:
+    raw = env.get("AUTOFLOW_KERNEL_POOL")
+    if raw is None or raw.strip() == "":
+        return default_kernel_pool()
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise SettingsError(
+            f"AUTOFLOW_KERNEL_POOL={raw!r} is not a whole number of 0 or more; "
+            f"set it to the most kernels to start ahead of need, or 0 for none"
+        )
+    return value
+
+
 def read_secret(name: str, env: Mapping[str, str], secrets_dir: Path) -> Secret | None:
     """``secrets_dir/NAME`` when that file exists (trailing newline stripped), else ``env[NAME]``."""
     path = secrets_dir / name
@@ -109,6 +130,8 @@ class Settings:
     secrets_dir: Path = DEFAULT_SECRETS_DIR
     #: the Prefect work pool whose workers execute workflow runs; None: this process executes them
     work_pool: str | None = None
+    #: kernels started ahead of need and waiting for a notebook, at most (0: no pre-started kernels)
+    kernel_pool: int = field(default_factory=lambda: default_kernel_pool())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -143,6 +166,7 @@ class Settings:
             notebook_timeout=_positive_number(env, "AUTOFLOW_NOTEBOOK_TIMEOUT", cls.notebook_timeout, integer=False),
             secrets_dir=secrets_dir,
             work_pool=(env.get("AUTOFLOW_WORK_POOL") or "").strip() or None,
+            kernel_pool=_kernel_pool(env),
         )
 
     @staticmethod

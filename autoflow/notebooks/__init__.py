@@ -6,6 +6,7 @@ arrive through :mod:`logging` at DEBUG.
 
 - :mod:`.naming`: the values injected into a notebook and the names of its copies (pure);
 - :mod:`.kernels`: starting a kernel (this environment's Python, no secrets);
+- :mod:`.kernel_pool`: kernels started ahead of need, each used by one notebook;
 - :mod:`.engine`: papermill's engine with AutoFlow's time and output budgets;
 - :mod:`.watchdog`: each execution in a thread of its own, bounded from the calling thread;
 - :mod:`.execution` and :mod:`.failures`: running a notebook, and a failure as one line.

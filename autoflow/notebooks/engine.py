@@ -7,6 +7,7 @@ re-levelled to DEBUG: AutoFlow reports what matters itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
@@ -20,6 +21,7 @@ from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.utils import merge_kwargs, remove_args
 
+from autoflow.notebooks.kernel_pool import PooledKernel, retire as kernel_pool_retire
 from autoflow.notebooks.kernels import KERNEL_START_TIMEOUT, start_kernel_within
 
 T = TypeVar("T")
@@ -82,10 +84,33 @@ class _BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
     """
 
     budget: Budget
+    #: a kernel started ahead of need, used instead of starting one (and shut down at the end)
+    pooled: PooledKernel | None = None
 
     def start_new_kernel(self, **kwargs: Any) -> None:
-        """Start the kernel and its client within the budget's start bound (nbclient's start has none)."""
+        """Start the kernel and its client within the budget's start bound (nbclient's start has none);
+        with a pre-started kernel, only connect to it."""
+        if self.pooled is not None:
+            self.km = self.pooled.manager  # nbclient shuts it down when the notebook ends, as its own
+            run_sync(start_kernel_within)(self, self.budget.kernel_start_bound(), connect_only=True)
+            return
         run_sync(start_kernel_within)(self, self.budget.kernel_start_bound(), **kwargs)
+
+    async def _async_cleanup_kernel(self) -> None:
+        """A pre-started kernel is shut down in the background once its client is disconnected;
+        the notebook's result does not wait for the kernel process to exit."""
+        pooled, manager, client = self.pooled, self.km, getattr(self, "kc", None)
+        if pooled is None or manager is not pooled.manager:
+            await super()._async_cleanup_kernel()
+            return
+        self.km, self.kc = None, None  # type: ignore[assignment]  # nbclient types km as optional
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.stop_channels()
+        manager._close_control_socket()  # it belongs to this thread's event loop; the shutdown opens its own
+        kernel_pool_retire(pooled)
+
+    _cleanup_kernel = run_sync(_async_cleanup_kernel)
 
     def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
         budget, limit = self.budget, self.budget.max_output_bytes
@@ -120,6 +145,7 @@ class _Engine(NBClientEngine):  # type: ignore[misc]
         **kwargs: Any,
     ) -> Any:
         budget = kwargs.pop("autoflow_budget")
+        pooled = kwargs.pop("autoflow_pooled_kernel", None)
         kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
         client = _BoundedClient(
             nb_man,
@@ -128,7 +154,7 @@ class _Engine(NBClientEngine):  # type: ignore[misc]
                 log=logging.getLogger("papermill"), log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file,
             ),
         )  # fmt: skip
-        client.budget = budget
+        client.budget, client.pooled = budget, pooled
         return client.execute()
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from papermill.iorw import load_notebook_node
 from autoflow.errors import NotebookExecutionError
 from autoflow.notebooks.engine import Budget, with_own_event_loop
 from autoflow.notebooks.failures import NotebookRun, failure, one_line, stamp
+from autoflow.notebooks.kernel_pool import KernelKey, PooledKernel, expect_kernels, kernel_pool
 from autoflow.notebooks.kernels import (
     KERNEL_START_ATTEMPTS,
     KERNEL_START_TIMEOUT,
@@ -74,6 +75,7 @@ def execute_notebook(
     cwd: Path | None = None,
     kernel_name: str = "python3",
     redactor: Redactor | None = None,
+    then_expect: Sequence[KernelKey] = (),
 ) -> Path:
     """Run ``input_path`` with ``parameters`` injected and write the executed copy to ``output_path``.
 
@@ -87,7 +89,8 @@ def execute_notebook(
     environment's Python. On any failure the executed copy is kept (with the error) and
     :class:`NotebookExecutionError` says which cell failed and where the copy is. Secret values
     (``redactor``, by default from this process's settings) are removed from the saved notebook
-    and the error. Returns ``output_path``.
+    and the error. ``then_expect``: kernels to start ahead of need (the notebooks that will run
+    after this one) once this notebook has its kernel (or is starting it). Returns ``output_path``.
     """
     input_path, output_path = Path(input_path).absolute(), Path(output_path).absolute()
     name = input_path.name
@@ -118,14 +121,19 @@ def execute_notebook(
     run = NotebookRun(input_path, output_path, budget, record, started, redactor or Redactor.from_env())
     log.debug("executing %s -> %s", input_path, output_path)
     error: NotebookExecutionError | None = None
+    key = KernelKey.of(kernel_name, cwd or input_path.parent)
     for start in range(1, KERNEL_START_ATTEMPTS + 1):
-        with tempfile.TemporaryFile() as kernel_output:
-            kernel = KernelProcess()
+        # the first try takes a kernel started ahead of need, if there is one; later tries start their own
+        pooled = _pooled_kernel(key, budget) if start == 1 else None
+        if start == 1:
+            expect_kernels(then_expect)
+        with pooled.output if pooled is not None else tempfile.TemporaryFile() as kernel_output:
+            kernel = pooled.process if pooled is not None else KernelProcess()
             manager = type("_KernelManager", (EnvironmentKernelManager,), {"kernel_output": kernel_output, "launched": kernel})
             output = guarded_outputs.open(output_path)
             try:
                 nb = run_watched(
-                    lambda: with_own_event_loop(lambda: _papermill(input_path, output, values, kernel_name, cwd, budget, manager)),
+                    lambda: with_own_event_loop(lambda: _papermill(input_path, output, values, kernel_name, cwd, budget, manager, pooled)),
                     name=name, kernel=kernel, output=output, kernel_start_bound=budget.kernel_start_bound(),
                     remaining=budget.remaining, cell_started=lambda: budget.current_cell is not None, attempt_id=attempt_id,
                 )  # fmt: skip
@@ -170,6 +178,12 @@ def execute_notebook(
     return output_path
 
 
+def _pooled_kernel(key: KernelKey, budget: Budget) -> PooledKernel | None:
+    """A kernel started ahead of need for ``key``, if the pool is on and has (or is starting) one."""
+    pool = kernel_pool()
+    return None if pool is None else pool.take(key, wait=budget.kernel_start_bound())
+
+
 def _check_parameters_cell(input_path: Path) -> None:
     """Raise unless the first cell tagged ``parameters`` is a code cell.
 
@@ -205,6 +219,7 @@ def _papermill(
     cwd: Path | None,
     budget: Budget,
     manager: type[EnvironmentKernelManager],
+    pooled: PooledKernel | None = None,
 ) -> nbformat.NotebookNode:
     executed: nbformat.NotebookNode = papermill.execute_notebook(
         _literal_path(input_path),
@@ -220,5 +235,6 @@ def _papermill(
         timeout_func=budget,
         engine_name="autoflow",
         autoflow_budget=budget,
+        autoflow_pooled_kernel=pooled,
     )
     return executed

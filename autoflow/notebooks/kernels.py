@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 import signal
 from dataclasses import dataclass
 from typing import IO, Any
@@ -16,6 +17,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import ensure_async
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
+from nbclient.util import run_hook
 from traitlets import default
 
 from autoflow.errors import AutoFlowError
@@ -122,8 +124,9 @@ class KernelStartFailed(AutoFlowError):
         self.reason, self.seconds, self.timed_out = reason, seconds, timed_out
 
 
-async def start_kernel_within(client: NotebookClient, seconds: float, **kwargs: Any) -> None:
-    """Start ``client``'s kernel and wait for its ``kernel_info`` reply, for at most ``seconds``.
+async def start_kernel_within(client: NotebookClient, seconds: float, *, connect_only: bool = False, **kwargs: Any) -> None:
+    """Start ``client``'s kernel and wait for its ``kernel_info`` reply, for at most ``seconds``
+    (``connect_only``: the kernel manager's kernel is running already; only connect to it).
 
     jupyter_client's own wait only ends when the kernel answers or is seen to be dead, so a kernel
     that never binds its ports, or binds them and never answers, is bounded here instead: past
@@ -131,7 +134,7 @@ async def start_kernel_within(client: NotebookClient, seconds: float, **kwargs: 
     """
     client.startup_timeout = int(seconds + KILL_WAIT) + 1  # jupyter_client's own bound: a backstop to this one
     try:
-        await asyncio.wait_for(_start(client, **kwargs), seconds)
+        await asyncio.wait_for(_start(client, connect_only=connect_only, **kwargs), seconds)
     except asyncio.TimeoutError:
         await _abandon(client)
         raise KernelStartFailed(f"it did not answer within {seconds:g} s", seconds=seconds, timed_out=True) from None
@@ -147,9 +150,62 @@ async def start_kernel_within(client: NotebookClient, seconds: float, **kwargs: 
         raise KernelStartFailed("it exited before answering", seconds=seconds, timed_out=False) from None
 
 
-async def _start(client: NotebookClient, **kwargs: Any) -> None:
+async def _start(client: NotebookClient, *, connect_only: bool, **kwargs: Any) -> None:
+    if connect_only:
+        await _connect(client)
+        return
     await client.async_start_new_kernel(**kwargs)
     await client.async_start_new_kernel_client()
+
+
+#: seconds to wait for a kernel_info request's status messages on IOPub before asking again
+IOPUB_WAIT = 0.05
+
+
+async def _connect(client: NotebookClient) -> None:
+    """Connect ``client`` to the running kernel of its manager, as nbclient's
+    ``async_start_new_kernel_client`` does, without its wait for a silent IOPub channel (0.2 s).
+
+    The kernel answered ``kernel_info`` once already. IOPub (publish/subscribe) may still drop
+    messages sent before the subscription took hold, so ``kernel_info`` is asked until its own
+    ``idle`` status arrives on IOPub: from then on no output of the notebook can be lost.
+    """
+    assert client.km is not None
+    kc = client.kc = client.km.client()
+    kc.start_channels()
+    while True:
+        msg_id = kc.kernel_info()
+        reply = await _reply_to(kc.shell_channel, msg_id, timeout=1.0)
+        if reply is not None and await _idle_seen(kc.iopub_channel, msg_id):
+            break
+        if not await ensure_async(kc.is_alive()):
+            raise RuntimeError("Kernel died before replying to kernel_info")
+    kc._handle_kernel_info_reply(reply)
+    kc.allow_stdin = False
+    await run_hook(client.on_notebook_start, notebook=client.nb)
+
+
+async def _reply_to(channel: Any, msg_id: str, *, timeout: float) -> dict[str, Any] | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        try:
+            msg = await channel.get_msg(timeout=left)
+        except queue.Empty:
+            return None
+        if msg.get("parent_header", {}).get("msg_id") == msg_id:
+            return dict(msg)
+    return None
+
+
+async def _idle_seen(channel: Any, msg_id: str) -> bool:
+    while True:
+        try:
+            msg = await channel.get_msg(timeout=IOPUB_WAIT)
+        except queue.Empty:
+            return False
+        if msg.get("parent_header", {}).get("msg_id") == msg_id and msg.get("content", {}).get("execution_state") == "idle":
+            return True
 
 
 async def _abandon(client: NotebookClient) -> None:
