@@ -34,7 +34,7 @@ from autoflow import runtime as runtimes
 from autoflow.errors import AutoFlowError, NotebookExecutionError, ReportError
 from autoflow.lease import AttemptLease, StaleAttempt
 from autoflow.notebooks import ExecutionLimits, build_parameters, execute_notebook, output_stem
-from autoflow.notebooks.kernel_pool import KernelKey
+from autoflow.notebooks.kernel_pool import KernelKey, notebook_kernels
 from autoflow.notebooks.watchdog import cancel_reason, stop_all_notebooks
 from autoflow.parameters import from_typed_json, to_json_safe
 from autoflow.reports import export_html, export_pdf
@@ -463,17 +463,6 @@ def execute_workflow(
         outcome.error = summarise_failures({key: failed[key] for key in ordered}, not_run)
     outcome.duration = time.monotonic() - started
     return outcome
-
-
-def notebook_kernels(workflow: WorkflowSpec, labels: Sequence[str]) -> list[KernelKey]:
-    """The kernels ``labels`` of ``workflow`` will run on (the default engine: ``python3`` in the
-    notebook's folder), for :func:`~autoflow.notebooks.kernel_pool.expect_kernels`."""
-    return [KernelKey.of("python3", workflow.notebooks[label].path.parent) for label in labels]
-
-
-def first_notebooks(workflow: WorkflowSpec) -> list[str]:
-    """The notebooks of ``workflow`` that read no other notebook: those a run starts with."""
-    return [label for label in workflow.execution_order() if not workflow.dependencies(label)]
 
 
 def summarise_failures(failed: Mapping[tuple[str, str], str], not_run: Sequence[str]) -> str:

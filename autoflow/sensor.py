@@ -18,8 +18,7 @@ from typing import Any
 from prefect import flow
 
 from autoflow.errors import AutoFlowError
-from autoflow.flows import first_notebooks, notebook_kernels
-from autoflow.notebooks.kernel_pool import KernelKey, expect_kernels
+from autoflow.notebooks.kernel_pool import KernelKey, expect_kernels, first_notebooks, notebook_kernels
 from autoflow.planning import DueRun, Plan
 from autoflow.pool import WorkPool
 from autoflow.scan import Scan, build_sources, current_plan

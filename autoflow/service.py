@@ -22,6 +22,7 @@ from types import FrameType
 from autoflow.heartbeat import HeartbeatWriter
 from autoflow.native_memory import release_free_memory
 from autoflow.pool import Tender, WorkPoolError
+from autoflow.notebooks.kernel_pool import expect_kernels, first_kernels
 from autoflow.prefect_env import prefect_api
 from autoflow.reload import CHECK_INTERVAL, ConfigReloader
 from autoflow.run_bounds import longest_allowed_run
@@ -71,6 +72,10 @@ class Service:
 
             check_report_tools()
             sweep_stale_workspaces(settings.reports_dir)
+        if self.config.sensor.schedule is None and settings.work_pool is None:
+            # one tick, now: its first runs' kernels start while the run history and Prefect start
+            workflows = [self.config.workflows[name] for name in dict.fromkeys(e.workflow_name for e in self.config.sensor.workflows)]
+            expect_kernels(first_kernels(workflows, runs=settings.max_parallel_runs))
         with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked) as store:
             store.upgrade()
             log.info("run history: %s", settings.db_url_masked)

@@ -58,10 +58,13 @@ def run(app: Application, args: argparse.Namespace) -> int:
     )
     settings.outputs_dir  # noqa: B018 - name the variable when it is missing
 
+    from autoflow.notebooks.kernel_pool import expect_kernels, first_kernels
     from autoflow.prefect_env import configure_environment
 
     configure_environment()
     app.setup_logging()
+    # the run executes here: its first kernels start while the run history and Prefect start
+    expect_kernels(first_kernels([config.workflows[wanted.workflow]], runs=1))
     return _trigger(app, wanted)
 
 

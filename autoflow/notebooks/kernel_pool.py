@@ -33,10 +33,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from autoflow.notebooks.kernels import KERNEL_SECRETS, EnvironmentKernelManager, KernelProcess, kill_kernel
-from autoflow.redaction import environment_without_secrets
+from autoflow.notebooks.kernels import EnvironmentKernelManager, KernelProcess, kernel_environment, kill_kernel
+
+if TYPE_CHECKING:
+    from autoflow.spec.models import WorkflowSpec
 
 log = logging.getLogger("autoflow.notebooks")
 
@@ -81,7 +83,7 @@ def _run_coroutine(factory: Callable[[], Awaitable[Any]]) -> None:
 
 def _environment_fingerprint() -> int:
     """What a kernel started now would see of this process's environment."""
-    return hash(frozenset(environment_without_secrets(None, keep=KERNEL_SECRETS).items()))
+    return hash(frozenset(kernel_environment().items()))
 
 
 @dataclass(eq=False)
@@ -109,16 +111,17 @@ class PooledKernel:
         process = self.process.process
         return process is not None and process.poll() is None
 
-    def discard(self) -> None:
+    def discard(self, *, close_output: bool = True) -> None:
         """Kill the kernel and release what its manager holds (connection file, ports, sockets);
-        never raises."""
+        never raises. The output file stays open if ``close_output`` is false (its taker owns it)."""
         kill_kernel(self.process)
         if not self.cleaned:
             self.cleaned = True
             with contextlib.suppress(Exception):
                 _run_coroutine(self.manager.cleanup_resources)
-        with contextlib.suppress(Exception):
-            self.output.close()
+        if close_output:
+            with contextlib.suppress(Exception):
+                self.output.close()
 
 
 class KernelPool:
@@ -186,7 +189,7 @@ class KernelPool:
             if not closed:
                 self._stopper.submit(self._run_retire, kernel)
         if closed:
-            kernel.discard()
+            kernel.discard(close_output=False)
 
     def _run_retire(self, kernel: PooledKernel) -> None:
         try:
@@ -195,7 +198,7 @@ class KernelPool:
         except Exception as exc:  # noqa: BLE001 - killed just below whatever went wrong
             log.debug("a kernel did not shut down cleanly: %r", exc)
         finally:
-            kernel.discard()
+            kernel.discard(close_output=False)  # the notebook's execution reads and closes it
 
     def waiting(self) -> int:
         """Kernels started or starting, not yet taken."""
@@ -316,6 +319,24 @@ def kernel_pool() -> KernelPool | None:
         return _pool
 
 
+def notebook_kernels(workflow: WorkflowSpec, labels: Iterable[str]) -> list[KernelKey]:
+    """The kernels ``labels`` of ``workflow`` run on (papermill's engine: ``python3`` in the
+    notebook's folder)."""
+    return [KernelKey.of("python3", workflow.notebooks[label].path.parent) for label in labels]
+
+
+def first_notebooks(workflow: WorkflowSpec) -> list[str]:
+    """The notebooks of ``workflow`` that read no other notebook: those a run starts with."""
+    return [label for label in workflow.execution_order() if not workflow.dependencies(label)]
+
+
+def first_kernels(workflows: Iterable[WorkflowSpec], *, runs: int) -> list[KernelKey]:
+    """The kernels the first notebooks of ``runs`` runs of any of ``workflows`` could need: each
+    distinct kernel ``runs`` times (a guess made before anyone knows which runs are due)."""
+    keys = dict.fromkeys(key for workflow in workflows for key in notebook_kernels(workflow, first_notebooks(workflow)))
+    return [key for key in keys for _ in range(runs)]
+
+
 def expect_kernels(keys: Iterable[KernelKey]) -> None:
     """Start kernels for notebooks about to run, if the pool is on; never raises."""
     keys = list(keys)
@@ -334,7 +355,7 @@ def retire(kernel: PooledKernel) -> None:
     with _pool_lock:
         pool = _pool
     if pool is None:
-        kernel.discard()
+        kernel.discard(close_output=False)
     else:
         pool.retire(kernel)
 

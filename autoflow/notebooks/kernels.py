@@ -9,6 +9,7 @@ import os
 import queue
 import signal
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import IO, Any
 
 from ipykernel.kernelspec import RESOURCES, get_kernel_dict
@@ -35,6 +36,14 @@ KERNEL_START_ATTEMPTS = 3
 KILL_WAIT = 10.0
 #: the one secret a notebook may read: it queries FlowAPI itself
 KERNEL_SECRETS = ("FLOWAPI_TOKEN",)
+
+
+def kernel_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a notebook's kernel gets: ``env`` (default this process's) without secrets
+    other than :data:`KERNEL_SECRETS`, and without Prefect's settings (``PREFECT_*``: AutoFlow's,
+    not the notebook's; the API URL changes when a temporary server starts)."""
+    kept = environment_without_secrets(env, keep=KERNEL_SECRETS)
+    return {name: value for name, value in kept.items() if not name.startswith("PREFECT_")}
 
 
 class EnvironmentKernelSpecManager(KernelSpecManager):
@@ -105,7 +114,7 @@ class EnvironmentKernelManager(AsyncKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         # Notebooks need FLOWAPI_TOKEN (they connect to FlowAPI themselves), never the database.
-        kw["env"] = environment_without_secrets(kw.get("env") or None, keep=KERNEL_SECRETS)
+        kw["env"] = kernel_environment(kw.get("env") or None)
         if self.kernel_output is not None:
             kw.setdefault("stdout", self.kernel_output)
             kw.setdefault("stderr", self.kernel_output)
