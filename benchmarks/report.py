@@ -41,17 +41,6 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"B1 {af} / ploomber", "≤ 0.6×", _get(b1, "ratios", f"{af} / ploomber", "of_medians"), 0.6, "×")
         add(f"B1 peak RSS of the process tree, {af} / floor-2threads", "≤ 2.0×",
             _get(b1, "peak_rss_ratios", f"{af} / floor-2threads", "of_medians"), 2.0, "×")  # fmt: skip
-    for af, pool in (("autoflow-api", "pool on"), ("autoflow-api-nopool", "pool off")):
-        add(f"B6 per-notebook overhead beyond its cells, {pool} ({af}, steady state, median)", "≤ 0.150 s",
-            _get(b1, "b6", "contenders", af, "steady", "median"), 0.15, "s")  # fmt: skip
-    b7 = results.get("b7") or {}
-    for setting, limit, what in (("autoflow-api", 2.5, "running Prefect server"), ("autoflow-api-nopool", 2.5, "running Prefect server, pool off"),
-                                 ("autoflow-temp", 6.0, "temporary Prefect server")):  # fmt: skip
-        add(f"B7 `autoflow trigger` beyond its cells, {what} ({setting}, median)", f"≤ {limit:.1f} s",
-            _get(b7, "settings", setting, "latency", "median"), limit, "s")  # fmt: skip
-    for af in AUTOFLOW:
-        add(f"B8 orchestration CPU per run beyond floor-2threads, {af} (median)", "≤ 0.50 s",
-            _get(b1, "b8", "beyond_floor_2threads_per_run", af, "median"), 0.5, "s")  # fmt: skip
     b2 = results.get("b2") or {}
     add("B2 overhead per run, claim to next claim (steady state)", "≤ 0.200 s", _get(b2, "per_run", "cycle_overhead", "median"), 0.2, "s")
     add("B2 overhead per run, claim to recorded end", "≤ 0.200 s", _get(b2, "per_run", "overhead", "median"), 0.2, "s")
@@ -82,6 +71,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         found.append({"name": "B5 throughput, 4 worker slots / 1 slot", "target": "≥ 3.3×", "measured": None, "unit": "×", "met": None, "note": ""})
     add("B5 claim to first notebook cell (median, runs that met an idle worker)", "≤ 4.0 s", b5.get("claim_to_first_cell_median"), 4.0, "s")
+    for af, pool in (("autoflow-api", "pool on"), ("autoflow-api-nopool", "pool off")):
+        add(f"B6 per-notebook overhead beyond its cells, {pool} ({af}, steady state, median)", "≤ 0.150 s",
+            _get(b1, "b6", "contenders", af, "steady", "median"), 0.15, "s")  # fmt: skip
+    b7 = results.get("b7") or {}
+    for setting, limit, what in (("autoflow-api", 2.5, "running Prefect server"), ("autoflow-api-nopool", 2.5, "running Prefect server, pool off"),
+                                 ("autoflow-temp", 6.0, "temporary Prefect server")):  # fmt: skip
+        add(f"B7 `autoflow trigger` beyond its cells, {what} ({setting}, median)", f"≤ {limit:.1f} s",
+            _get(b7, "settings", setting, "latency", "median"), limit, "s")  # fmt: skip
+    for af in AUTOFLOW:
+        add(f"B8 orchestration CPU per run beyond floor-2threads, {af} (median)", "≤ 0.50 s",
+            _get(b1, "b8", "beyond_floor_2threads_per_run", af, "median"), 0.5, "s")  # fmt: skip
     memory = results.get("memory") or {}
     add("Memory: RSS growth over idle ticks 10 → 50", "no growth (≤ 2 MiB)", memory.get("growth_mib_after_settling"), 2.0, "MiB")
     if memory.get("growth_mib_after_tick_50") is not None:
