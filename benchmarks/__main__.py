@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks            # full (make bench)
     .venv/bin/python -m benchmarks --quick    # small sizes, to check the harness (make bench-quick)
     .venv/bin/python -m benchmarks --only b3,b4 --rounds 3 --wait-for-load 1.0
+    .venv/bin/python -m benchmarks --only b1,b7   # B1 with B6 and B8 from its runs, and B7
 
 Exit status 0 when every benchmark ran and every contender produced the expected outputs,
 whatever the timings; 1 otherwise (the errors are listed in the results).
@@ -28,15 +29,20 @@ from benchmarks import environments, report
 from benchmarks.common import REPO, RESULTS, WORK, LoadMonitor, log, machine, version_of
 from benchmarks.context import FULL, QUICK, Bench
 
-BENCHMARKS = ("b1", "b2", "b3", "b4", "b5", "b9", "memory")
+BENCHMARKS = ("b1", "b2", "b3", "b4", "b5", "b7", "b9", "memory")
+#: names that are part of another benchmark's runs: B6 (per-notebook overhead) and B8
+#: (orchestration CPU) are computed from B1's
+PART_OF = {"b6": "b1", "b8": "b1"}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and single repeats (a few minutes)")
-    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {','.join(BENCHMARKS)}")
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {','.join(BENCHMARKS)} (b6 and b8 come with b1)")
     parser.add_argument("--rounds", type=int, help="B1 rounds (default: 5 full, 1 quick)")
     parser.add_argument("--b1-dates", type=int, help="B1 available dates (default: 24 full, 4 quick)")
+    parser.add_argument("--b1-contenders", metavar="NAMES", help="B1: only these comma-separated contenders (default: all; see benchmarks/README.md)")
+    parser.add_argument("--b7-repeats", type=int, help="B7 repeats of each autoflow trigger setting (default: 5 full, 1 quick)")
     parser.add_argument("--idle-ticks", type=int, help="idle ticks in the memory benchmark (default: 150 full, 10 quick)")
     parser.add_argument("--tracemalloc", action="store_true", help="memory: also trace Python allocations and report where they grew after tick 50 (slower)")
     parser.add_argument("--ploomber", choices=("build", "if-built", "no"), help="Ploomber contender: build its venv if missing, use it only if built, or skip")
@@ -91,17 +97,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     warnings.filterwarnings("ignore", message="Communications with this server are NOT SECURE")
     cfg = QUICK if args.quick else FULL
-    overrides = {k: v for k, v in (("b1_rounds", args.rounds), ("b1_dates", args.b1_dates), ("ploomber", args.ploomber), ("profile", args.profile), ("idle_ticks", args.idle_ticks)) if v is not None}
+    overrides = {k: v for k, v in (("b1_rounds", args.rounds), ("b1_dates", args.b1_dates), ("ploomber", args.ploomber), ("profile", args.profile), ("idle_ticks", args.idle_ticks), ("b7_repeats", args.b7_repeats)) if v is not None}
     if args.ploomber_serial:
         overrides["ploomber_serial"] = True
+    if args.b1_contenders:
+        overrides["b1_contenders"] = tuple(n.strip() for n in args.b1_contenders.split(",") if n.strip())
     if args.tracemalloc:
         overrides["tracemalloc"] = True
     cfg = replace(cfg, **overrides)
-    selected = [b.strip() for b in args.only.split(",") if b.strip()]
-    unknown = set(selected) - set(BENCHMARKS)
+    asked = [b.strip() for b in args.only.split(",") if b.strip()]
+    unknown = set(asked) - set(BENCHMARKS) - set(PART_OF)
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
+        print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS)} (b6 and b8 come with b1)", file=sys.stderr)
         return 2
+    selected = [b for b in BENCHMARKS if b in asked or b in {PART_OF.get(a) for a in asked}]
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
     waited = _wait_for_load(args.wait_for_load, args.max_wait)
     started_wall, started = dt.datetime.now(dt.timezone.utc), time.monotonic()
@@ -113,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     bench = Bench(cfg, work, results_dir=Path(args.output))
-    if "b1" in selected and cfg.ploomber != "no":
+    wants_ploomber = cfg.b1_contenders is None or any(n.startswith("ploomber") for n in cfg.b1_contenders)
+    if "b1" in selected and cfg.ploomber != "no" and wants_ploomber:
         try:
             bench.ploomber_python = environments.ploomber_python(build=cfg.ploomber == "build")
         except Exception as exc:  # noqa: BLE001 - the other contenders still run
@@ -126,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001
             bench.error(f"py-spy's venv: {exc}")
     results: dict[str, Any] = {"config": cfg.as_json()}
-    modules = {"b1": "b1_backlog", "b2": "b2_overhead", "b3": "b3_tick", "b4": "b4_startup", "b5": "b5_scaleout", "b9": "b9_site", "memory": "memory"}
+    modules = {"b1": "b1_backlog", "b2": "b2_overhead", "b3": "b3_tick", "b4": "b4_startup", "b5": "b5_scaleout", "b7": "b7_trigger", "b9": "b9_site", "memory": "memory"}
     with LoadMonitor() as load:
         try:
-            if {"b1", "b2", "memory"} & set(selected):
+            if {"b1", "b2", "b7", "memory"} & set(selected):
                 bench.start_servers()
             for name in BENCHMARKS:
                 if name not in selected:

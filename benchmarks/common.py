@@ -11,6 +11,7 @@ import datetime as dt
 import importlib.metadata
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
@@ -186,6 +187,23 @@ class TreeSample:
     first_kernel_created: float | None = None
     max_kernels: int = 0
     samples: int = 0
+    #: pid -> (create time, user + system CPU seconds at its last sample): a lower bound of each
+    #: process's CPU, to check that getrusage(RUSAGE_CHILDREN) saw every descendant
+    cpu_seen: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+    def sampled_cpu(self) -> float:
+        """CPU seconds of the tree as last sampled, summed over every process seen (a lower bound)."""
+        return sum(cpu for _, cpu in self.cpu_seen.values())
+
+    def still_running(self) -> list[int]:
+        """Processes of the tree that outlived its root (orphans: their CPU escapes RUSAGE_CHILDREN)."""
+        alive = []
+        for pid, (created, _) in self.cpu_seen.items():
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+        return alive
 
 
 class TreeSampler:
@@ -218,6 +236,10 @@ class TreeSampler:
             self._seen[proc.pid] = known
         return known
 
+    def _cpu(self, proc: psutil.Process) -> None:
+        times = proc.cpu_times()  # own CPU only: children_* would count reaped kernels twice
+        self.result.cpu_seen[proc.pid] = (proc.create_time(), times.user + times.system)
+
     def _run(self) -> None:
         try:
             root = psutil.Process(self.pid)
@@ -228,12 +250,14 @@ class TreeSampler:
             try:
                 main = root.memory_info().rss
                 procs = root.children(recursive=True)
+                self._cpu(root)
             except psutil.Error:
                 return
             tree, kernels = main, 0
             for proc in procs:
                 try:
                     tree += proc.memory_info().rss
+                    self._cpu(proc)
                     if self._is_kernel(proc):
                         kernels += 1
                         created = proc.create_time()
@@ -259,6 +283,11 @@ class ProcessRun:
     tree: TreeSample = field(default_factory=TreeSample)
     stdout_tail: str = ""
     stderr_tail: str = ""
+    #: user + system CPU seconds of the process and every descendant it reaped (getrusage
+    #: RUSAGE_CHILDREN of the harness, before and after; the harness runs one contender at a time)
+    cpu: float = 0.0
+    #: descendants still running after the process exited (their CPU is not in ``cpu``)
+    orphans: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -283,6 +312,7 @@ def run_process(
     """Run ``command``, timing it from just before the fork to its exit; output goes to ``log_file``."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "wb") as out:
+        before = _children_cpu()
         launched_at = time.time()
         started = time.perf_counter()
         proc = subprocess.Popen(list(command), env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -294,9 +324,28 @@ def run_process(
             returncode = proc.wait()
             out.write(f"\n[bench] killed after {timeout:.0f} s\n".encode())
         wall = time.perf_counter() - started
+        cpu = _children_cpu() - before
         tree = sampler.stop() if sampler else TreeSample()
     text = log_file.read_text(errors="replace")
-    return ProcessRun(list(command), wall, returncode, launched_at, tree, "", text[-3000:])
+    return ProcessRun(list(command), wall, returncode, launched_at, tree, "", text[-3000:], cpu, tree.still_running())
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of every descendant this process has reaped so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_of_tree(pid: int) -> float:
+    """User + system CPU seconds a running process and its live descendants have used so far."""
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def kill_tree(pid: int) -> None:

@@ -29,6 +29,10 @@ class Config:
     b3_cli_repeats: int
     b4_repeats: int
     idle_ticks: int
+    #: B7: repeats of each ``autoflow trigger`` setting (after one dropped)
+    b7_repeats: int = 5
+    #: B1: only these contenders (None: all that can run)
+    b1_contenders: tuple[str, ...] | None = None
     #: B5: runs, seconds each notebook waits, and the worker slots compared
     b5_runs: int = 40
     b5_pause: float = 10.0
@@ -49,7 +53,7 @@ FULL = Config(
 QUICK = replace(
     FULL, mode="quick", b1_dates=4, b1_rounds=1, warmup=False, ploomber="if-built", ploomber_serial=False,
     b2_repeats=1, profile="no", b3_sizes=((100, 1_000), (365, 10_000)), b3_repeats=2, b3_cli_repeats=1,
-    b4_repeats=3, idle_ticks=10, process_timeout=900.0, b5_runs=6, b5_pause=2.0, b5_slots=(1, 2),
+    b4_repeats=3, idle_ticks=10, b7_repeats=1, process_timeout=900.0, b5_runs=6, b5_pause=2.0, b5_slots=(1, 2),
 )  # fmt: skip
 
 

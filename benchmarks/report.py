@@ -7,6 +7,9 @@ from typing import Any
 
 from benchmarks.common import spread_text
 
+#: AutoFlow's B1 contenders: kernel pool on (the default), off, and with its temporary Prefect server
+AUTOFLOW = ("autoflow-api", "autoflow-api-nopool", "autoflow-temp")
+
 
 def _get(data: Any, *keys: Any) -> Any:
     for key in keys:
@@ -30,9 +33,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         })  # fmt: skip
 
     b1 = results.get("b1") or {}
-    for af in ("autoflow-api", "autoflow-temp"):
-        add(f"B1 {af} / floor", "≤ 0.6×", _get(b1, "ratios", f"{af} / floor", "of_medians"), 0.6, "×")
-        add(f"B1 {af} / ploomber", "≤ 1.0×", _get(b1, "ratios", f"{af} / ploomber", "of_medians"), 1.0, "×")
+    for af in AUTOFLOW:
+        if af not in (b1.get("contenders") or {}) and af == "autoflow-api-nopool" and b1:
+            continue  # results from before the pool-off contender
+        add(f"B1 {af} / floor-2threads", "≤ 0.95×", _get(b1, "ratios", f"{af} / floor-2threads", "of_medians"), 0.95, "×")
+        add(f"B1 {af} / floor (sequential)", "≤ 0.52×", _get(b1, "ratios", f"{af} / floor", "of_medians"), 0.52, "×")
+        add(f"B1 {af} / ploomber", "≤ 0.6×", _get(b1, "ratios", f"{af} / ploomber", "of_medians"), 0.6, "×")
+        add(f"B1 peak RSS of the process tree, {af} / floor-2threads", "≤ 2.0×",
+            _get(b1, "peak_rss_ratios", f"{af} / floor-2threads", "of_medians"), 2.0, "×")  # fmt: skip
     b2 = results.get("b2") or {}
     add("B2 overhead per run, claim to next claim (steady state)", "≤ 0.200 s", _get(b2, "per_run", "cycle_overhead", "median"), 0.2, "s")
     add("B2 overhead per run, claim to recorded end", "≤ 0.200 s", _get(b2, "per_run", "overhead", "median"), 0.2, "s")
@@ -63,6 +71,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         found.append({"name": "B5 throughput, 4 worker slots / 1 slot", "target": "≥ 3.3×", "measured": None, "unit": "×", "met": None, "note": ""})
     add("B5 claim to first notebook cell (median, runs that met an idle worker)", "≤ 4.0 s", b5.get("claim_to_first_cell_median"), 4.0, "s")
+    for af, pool in (("autoflow-api", "pool on"), ("autoflow-api-nopool", "pool off")):
+        add(f"B6 per-notebook overhead beyond its cells, {pool} ({af}, steady state, median)", "≤ 0.150 s",
+            _get(b1, "b6", "contenders", af, "steady", "median"), 0.15, "s")  # fmt: skip
+    b7 = results.get("b7") or {}
+    for setting, limit, what in (("autoflow-api", 2.5, "running Prefect server"), ("autoflow-api-nopool", 2.5, "running Prefect server, pool off"),
+                                 ("autoflow-temp", 6.0, "temporary Prefect server")):  # fmt: skip
+        add(f"B7 `autoflow trigger` beyond its cells, {what} ({setting}, median)", f"≤ {limit:.1f} s",
+            _get(b7, "settings", setting, "latency", "median"), limit, "s")  # fmt: skip
+    for af in AUTOFLOW:
+        add(f"B8 orchestration CPU per run beyond floor-2threads, {af} (median)", "≤ 0.50 s",
+            _get(b1, "b8", "beyond_floor_2threads_per_run", af, "median"), 0.5, "s")  # fmt: skip
     memory = results.get("memory") or {}
     add("Memory: RSS growth over idle ticks 10 → 50", "no growth (≤ 2 MiB)", memory.get("growth_mib_after_settling"), 2.0, "MiB")
     if memory.get("growth_mib_after_tick_50") is not None:
@@ -126,6 +145,9 @@ def markdown(results: dict[str, Any]) -> str:
     out += _b3(results.get("b3"))
     out += _b4(results.get("b4"), results.get("b1"))
     out += _b5(results.get("b5"))
+    out += _b6(results.get("b1"))
+    out += _b7(results.get("b7"))
+    out += _b8(results.get("b1"))
     out += _b9(results.get("b9"))
     out += _memory(results.get("memory"), results.get("b1"))
     if results.get("errors") or results.get("notes"):
@@ -164,8 +186,11 @@ def _b1(b1: dict[str, Any] | None) -> list[str]:
     out += _table(["comparison", "ratio"], [[k, _ratio_text(v)] for k, v in b1["ratios"].items()])
     same = b1.get("same_outputs") or {}
     out += [f"Same outputs: every contender's notebooks match the expected glued values: **{same.get('all_match_expected')}**.", ""]
+    rss = b1.get("peak_rss_ratios") or {}
+    if rss:
+        out += _table(["peak RSS of the process tree", "ratio"], [[k, _ratio_text(v)] for k, v in rss.items()])
     rows = []
-    for name in ("autoflow-api", "autoflow-temp"):
+    for name in AUTOFLOW:
         c = b1["contenders"].get(name)
         if c:
             rows.append([name, spread_text(c.get("start_to_first_claim")), spread_text(c.get("start_to_first_notebook")),
@@ -288,7 +313,7 @@ def _b4(b4: dict[str, Any] | None, b1: dict[str, Any] | None) -> list[str]:
             out += [f"`python -X importtime` of `autoflow validate`: {imports['total_seconds']} s of imports in all; heaviest packages (cumulative):", ""]
             out += _table(["package", "seconds"], [[p["package"], p["seconds"]] for p in imports["by_package"][:8]])
     rows = []
-    for name in ("autoflow-api", "autoflow-temp"):
+    for name in AUTOFLOW:
         c = _get(b1, "contenders", name)
         if c:
             rows.append([name, spread_text(c.get("first_kernel_after")), spread_text(c.get("start_to_first_claim"))])
@@ -319,3 +344,57 @@ def _memory(memory: dict[str, Any] | None, b1: dict[str, Any] | None) -> list[st
     elif memory:
         out += [f"Idle ticks not measured: {memory.get('error', '?')[-300:]}", ""]
     return out
+
+
+def _b6(b1: dict[str, Any] | None) -> list[str]:
+    out = ["## B6 per-notebook overhead (from B1's runs)", ""]
+    b6 = _get(b1, "b6")
+    if not b6:
+        return out + ["not measured (run B1)", ""]
+    out += [f"{b6['method']}. floor and floor-2threads start a kernel for every notebook (reference).", ""]
+    rows = [
+        [name, c["pool"] or "—", c["first_runs_left_out"], spread_text(c["steady"], digits=3),
+         "—" if not c["steady"].get("n") else f"{c['steady']['q1']:.3f}–{c['steady']['q3']:.3f} s",
+         spread_text(c["first_runs"], digits=3), ", ".join("—" if m is None else f"{m:.3f}" for m in c["per_round_median"])]
+        for name, c in b6["contenders"].items()
+    ]  # fmt: skip
+    return out + _table(["contender", "kernel pool", "first runs left out", "steady state: median (min–max, n)", "quartiles",
+                         "first runs", "median per round"], rows)  # fmt: skip
+
+
+def _b7(b7: dict[str, Any] | None) -> list[str]:
+    out = ["## B7 one-off latency: `autoflow trigger`", ""]
+    if not b7 or "settings" not in b7:
+        return out + [f"not run{': ' + b7['error'][-300:] if b7 and b7.get('error') else ''}", ""]
+    out += [f"{b7['method']}; {b7['repeats']} repeat(s) per setting, alternating.", ""]
+    parts = {
+        "start_to_first_log_line": "start → first log line",
+        "first_log_line_to_claim": "→ run claimed",
+        "claim_to_first_cell": "→ first cell starts",
+        "between_cells": "between the cells (second kernel, papermill)",
+        "last_cell_to_exit": "last cell ends → exit",
+        "cells": "cells (subtracted)",
+    }
+    names = list(b7["settings"])
+    rows = [["wall, whole process", *[spread_text(b7["settings"][n]["wall"]) for n in names]],
+            ["**latency: wall minus cells**", *[spread_text(b7["settings"][n]["latency"]) for n in names]]]  # fmt: skip
+    rows += [[label, *[spread_text(_get(b7, "settings", n, "parts", key) or {}) for n in names]] for key, label in parts.items()]
+    return out + _table(["", *names], rows)
+
+
+def _b8(b1: dict[str, Any] | None) -> list[str]:
+    out = ["## B8 orchestration CPU (from B1's runs)", ""]
+    b8 = _get(b1, "b8")
+    if not b8:
+        return out + ["not measured (run B1)", ""]
+    out += [f"{b8['method']}; {b8['runs']} workflow runs per contender.", ""]
+    rows = [
+        [name, spread_text(c["total"], digits=1), spread_text(c["process_tree"], digits=1), spread_text(c["process_tree_sampled"], digits=1),
+         spread_text(c["prefect_server"], digits=2) if c["prefect_server"].get("n") else "—",
+         spread_text(c["prefect_server_idle"], digits=2) if c["prefect_server_idle"].get("n") else "—",
+         f"{c['unreaped_cpu']:.2f} s, {c['orphans']} left running",
+         spread_text(b8["beyond_floor_2threads_per_run"].get(name) or {}, digits=3)]
+        for name, c in b8["contenders"].items()
+    ]  # fmt: skip
+    return out + _table(["contender", "CPU total", "process tree (rusage)", "process tree (psutil, lower bound)", "running Prefect server",
+                         "running Prefect server, idle (not counted)", "missed by rusage / orphans", "beyond floor-2threads, per run"], rows)  # fmt: skip

@@ -251,3 +251,52 @@ def kernel_waits(directory: Path) -> list[float]:
             continue
         waits.append((first - begun).total_seconds())
     return waits
+
+
+@dataclass(frozen=True)
+class NotebookOverhead:
+    """One executed notebook, as papermill recorded it: its wall time and its cells' (seconds)."""
+
+    reference_date: str
+    started: float  # epoch seconds
+    wall: float
+    cells: float
+
+    @property
+    def overhead(self) -> float:
+        """Wall beyond the cells: kernel start and shutdown, papermill's reading and writing."""
+        return self.wall - self.cells
+
+
+def notebook_overheads(directory: Path) -> list[NotebookOverhead]:
+    """Every executed notebook under ``directory``: papermill's notebook duration and the sum of its cells'.
+
+    papermill stamps ``metadata.papermill.start_time`` before it starts the kernel and
+    ``end_time``/``duration`` after the kernel is shut down, and each cell's
+    ``metadata.papermill.duration`` around the cell's execution.
+    """
+    found = []
+    for path in sorted(p for p in directory.rglob("*.ipynb") if p.name.startswith(("compute", "render"))):
+        try:
+            nb = json.loads(path.read_text())
+            meta = nb["metadata"]["papermill"]
+            started = dt.datetime.fromisoformat(meta["start_time"])
+            wall = meta.get("duration")
+            if wall is None:
+                wall = (dt.datetime.fromisoformat(meta["end_time"]) - started).total_seconds()
+            cells = sum(float(c["metadata"]["papermill"].get("duration") or 0.0) for c in nb["cells"] if "papermill" in c.get("metadata", {}))
+            date = str(meta.get("parameters", {}).get("reference_date"))
+        except (OSError, KeyError, ValueError, TypeError):
+            continue
+        moment = started if started.tzinfo else started.replace(tzinfo=dt.timezone.utc)
+        found.append(NotebookOverhead(date, moment.timestamp(), float(wall), cells))
+    return found
+
+
+def first_runs_apart(notebooks: list[NotebookOverhead], runs: int) -> tuple[list[NotebookOverhead], list[NotebookOverhead]]:
+    """(the notebooks of the first ``runs`` runs to start, the others): cold start and steady state."""
+    begun: dict[str, float] = {}
+    for nb in notebooks:
+        begun[nb.reference_date] = min(nb.started, begun.get(nb.reference_date, nb.started))
+    first = set(sorted(begun, key=lambda d: begun[d])[:runs])
+    return [nb for nb in notebooks if nb.reference_date in first], [nb for nb in notebooks if nb.reference_date not in first]
