@@ -196,8 +196,8 @@ class Sensor:
         run that takes its place, ``threads`` further down the list, so they wait ready when it starts.
         """
         firsts = [self._first_kernels(run.workflow) for run in due]
-        for keys in firsts[:threads]:
-            expect_kernels(keys)
+        # those a one-off started before Prefect may be waiting already
+        expect_kernels([key for keys in firsts[:threads] for key in keys], top_up=True)
         position = {id(run): i for i, run in enumerate(due)}
 
         def launching(run: DueRun, **kwargs: Any) -> LaunchResult:

@@ -75,7 +75,7 @@ class Service:
         if self.config.sensor.schedule is None and settings.work_pool is None:
             # one tick, now: its first runs' kernels start while the run history and Prefect start
             workflows = [self.config.workflows[name] for name in dict.fromkeys(e.workflow_name for e in self.config.sensor.workflows)]
-            expect_kernels(first_kernels(workflows, runs=settings.max_parallel_runs))
+            expect_kernels(first_kernels(workflows, runs=settings.max_parallel_runs), top_up=True)
         with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked) as store:
             store.upgrade()
             log.info("run history: %s", settings.db_url_masked)

@@ -29,6 +29,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -138,20 +139,26 @@ class KernelPool:
         self._keeper: threading.Thread | None = None
         #: shuts down, in the background, kernels whose notebook ended
         self._stopper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="autoflow-kernel-stop")
-        #: counters for tests and benchmarks: kernels handed out, discarded because they died, idle
+        #: counters for tests and the log: kernels started, handed out, discarded because they died, idle
+        self.started = 0
         self.handed_out = 0
         self.died = 0
         self.expired = 0
 
     # -- what notebooks ask ---------------------------------------------------------------------
 
-    def expect(self, keys: Iterable[KernelKey]) -> None:
+    def expect(self, keys: Iterable[KernelKey], *, top_up: bool = False) -> None:
         """Start one kernel for each of ``keys`` (a notebook that will start soon), as far as the
-        pool has room."""
+        pool has room; ``top_up``: only as many as it takes for each key to have as many kernels
+        waiting as it appears in ``keys`` (a guess made twice does not start twice the kernels)."""
+        wanted = list(keys)
         with self._lock:
-            for key in keys:
+            if top_up:
+                have = Counter(k.key for k in self._waiting)
+                wanted = [key for key, n in Counter(wanted).items() for _ in range(max(n - have[key], 0))]
+            for key in wanted:
                 if self._closed or len(self._waiting) >= self.size:
-                    return
+                    break
                 self._start(key)
             self._ensure_keeper()
 
@@ -224,6 +231,10 @@ class KernelPool:
         self._stopper.shutdown(wait=True)  # each shutdown is bounded by SHUTDOWN_SECONDS
         for kernel in left:  # killed again: one launched between the first kill and the end of its start
             kernel.discard()
+        log.debug(
+            "kernel pool closed: %d kernels started ahead of need, %d handed out, %d died waiting, %d shut down unused, %d unused at the end",
+            self.started, self.handed_out, self.died, self.expired, len(left),
+        )  # fmt: skip
 
     # -- inside ---------------------------------------------------------------------------------
 
@@ -234,6 +245,7 @@ class KernelPool:
         manager = EnvironmentKernelManager(kernel_name=key.kernel_name)
         manager.kernel_output, manager.launched = output, process
         kernel = PooledKernel(key, manager, process, output, _environment_fingerprint(), generation=generation)
+        self.started += 1
         self._waiting.append(kernel)
         self._lock.notify_all()
         self._starter.submit(self._run_start, kernel)
@@ -337,15 +349,16 @@ def first_kernels(workflows: Iterable[WorkflowSpec], *, runs: int) -> list[Kerne
     return [key for key in keys for _ in range(runs)]
 
 
-def expect_kernels(keys: Iterable[KernelKey]) -> None:
-    """Start kernels for notebooks about to run, if the pool is on; never raises."""
+def expect_kernels(keys: Iterable[KernelKey], *, top_up: bool = False) -> None:
+    """Start kernels for notebooks about to run (:meth:`KernelPool.expect`), if the pool is on;
+    never raises."""
     keys = list(keys)
     if not keys:
         return
     try:
         pool = kernel_pool()
         if pool is not None:
-            pool.expect(keys)
+            pool.expect(keys, top_up=top_up)
     except Exception as exc:  # noqa: BLE001 - a kernel not started ahead is started when needed
         log.debug("kernels not started ahead of need: %r", exc)
 
