@@ -13,7 +13,8 @@ the history, plans, and finds nothing due. The RSS of the process, its threads a
 the cyclic garbage collector freed so far are read after every tick. With --tracemalloc,
 Python's allocations are traced too and the places where traced memory grew from tick 50 to the
 last tick are reported (which tells a leak in Python objects from native memory and allocator
-fragmentation, which RSS alone cannot). With --gc-garbage, the reference-cycle garbage of ticks
+fragmentation, which RSS alone cannot). After the last tick, the RSS once glibc's malloc_trim
+has handed free heap pages back tells memory in use from free memory the allocator keeps. With --gc-garbage, the reference-cycle garbage of ticks
 101-120 is kept (gc.DEBUG_SAVEALL) and reported by type: what each tick leaves for the
 collector.
 """
@@ -21,6 +22,7 @@ collector.
 from __future__ import annotations
 
 import collections
+import ctypes
 import gc
 import json
 import sys
@@ -41,6 +43,20 @@ def _growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> list[d
     return [{"kib": round(s.size_diff / 1024, 1), "blocks": s.count_diff,
              "stack": [f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in s.traceback][-8:]}
             for s in stats[:12] if s.size_diff > 0]  # fmt: skip
+
+
+def _rss_after_malloc_trim(me: Any) -> int | None:
+    """RSS once glibc has handed its free heap pages back (None without glibc): what of the RSS
+    after the last tick is memory in use, and what is free memory the allocator keeps."""
+    gc.collect()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    rss: int = me.memory_info().rss
+    return rss
 
 
 def _kind(thing: object) -> str:
@@ -136,6 +152,7 @@ def main() -> int:
     result: dict[str, Any] = {"ticks": ticks, "recorded_done": done, "rss_before_first_tick": rss_before,
                               "rss_after_tick": rss, "threads_after_tick": threads, "gc_collected_after_tick": collected_after, "tick_seconds": seconds, "errors": errors}  # fmt: skip
     result["autoflow"] = str(Path(sys.modules["autoflow"].__file__ or "?").parent)
+    result["rss_after_malloc_trim"] = _rss_after_malloc_trim(me)
     if keep_garbage:
         result["gc_garbage"] = {"ticks": f"{GARBAGE_TICKS.start}-{GARBAGE_TICKS.stop - 1}", "by_type": garbage.most_common(80)}
     if trace:

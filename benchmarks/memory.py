@@ -114,6 +114,7 @@ def _idle_ticks(bench: Bench, source: Path, out: Path, name: str) -> dict[str, A
         # objects in reference cycles a tick leaves, which only the cyclic collector frees
         "gc_collected_per_tick_after_tick_100": round((collected[-1] - collected[GROWTH_FROM - 1]) / (n - GROWTH_FROM), 1) if n > GROWTH_FROM else None,
         "threads_after_last_tick": data["threads_after_tick"][-1] if n else None,
+        "rss_mib_after_malloc_trim": None if data.get("rss_after_malloc_trim") is None else round(data["rss_after_malloc_trim"] / MIB, 1),
         "process_wall": round(proc.wall, 2),
         "rss_mib_every_tick": [round(r, 1) for r in rss],
     }  # fmt: skip
@@ -128,7 +129,7 @@ def _idle_ticks(bench: Bench, source: Path, out: Path, name: str) -> dict[str, A
 
 def _round_summary(measured: dict[str, Any]) -> dict[str, Any]:
     keys = ("rss_mib_after_tick", "growth_mib_tick_100_to_1000", "growth_mib_after_tick_50", "gc_collected_per_tick_after_tick_100",
-            "threads_after_last_tick", "tick_seconds", "error")  # fmt: skip
+            "threads_after_last_tick", "rss_mib_after_malloc_trim", "tick_seconds", "error")  # fmt: skip
     return {k: measured[k] for k in keys if k in measured}
 
 

@@ -340,13 +340,13 @@ def _before_and_after(memory: dict[str, Any]) -> list[str]:
     for name, rounds in (("this checkout", memory.get("rounds") or []), (f"before ({before['ref']})", before.get("rounds") or [])):
         for i, r in enumerate(rounds, 1):
             if "rss_mib_after_tick" not in r:
-                rows.append([name, i, "—", "—", "—", "—", "—", "—", "failed"])
+                rows.append([name, i, "—", "—", "—", "—", "—", "—", "—", "failed"])
                 continue
             at, growth, freed = r["rss_mib_after_tick"], r.get("growth_mib_tick_100_to_1000"), r.get("gc_collected_per_tick_after_tick_100")
-            rows.append([name, i, *(_mib(at.get(k)) for k in ("10", "100", "1000")), "—" if growth is None else f"{growth:+.1f}",
+            rows.append([name, i, *(_mib(at.get(k)) for k in ("10", "100", "1000")), _mib(r.get("rss_mib_after_malloc_trim")), "—" if growth is None else f"{growth:+.1f}",
                          "—" if freed is None else f"{freed:.0f}", r.get("threads_after_last_tick"),
                          spread_text(r["tick_seconds"], digits=3)])  # fmt: skip
-    out += _table(["", "round", "tick 10", "tick 100", "tick 1000", "growth 100 → 1000", "objects in cycles per tick (gc-freed, after tick 100)", "threads", "tick wall"], rows)
+    out += _table(["", "round", "tick 10", "tick 100", "tick 1000", "then malloc_trim(0)", "growth 100 → 1000", "objects in cycles per tick (gc-freed, after tick 100)", "threads", "tick wall"], rows)
     out += [f"Largest growth 100 → 1000: this checkout {memory.get('growth_mib_tick_100_to_1000')} MiB, "
             f"before {before.get('growth_mib_tick_100_to_1000')} MiB.", ""]  # fmt: skip
     return out
