@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 from autoflow.errors import AutoFlowError
 from autoflow.redaction import environment_without_secrets
@@ -221,7 +222,7 @@ def prefect_api(log_dir: Path, log_level: str = "INFO") -> Iterator[str]:
     # the run store's own heartbeats already tell a live run from a dead one.
     updates = {PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     try:
-        with temporary_settings(updates=updates):
+        with temporary_settings(updates=updates), _one_client():
             os.environ["PREFECT_API_URL"] = url  # for subprocesses and anything reading the env again
             try:
                 yield url
@@ -232,3 +233,32 @@ def prefect_api(log_dir: Path, log_level: str = "INFO") -> Iterator[str]:
     finally:
         if server is not None:
             server.stop()
+
+
+@contextlib.contextmanager
+def _one_client() -> Iterator[None]:
+    """One Prefect API client for every flow run of the block, in any thread that copies its context.
+
+    Prefect's flow and task engines take the client of the current ``SyncClientContext`` and
+    only make one (and close it) when there is none. Without this, each flow run (every tick)
+    built an HTTP client whose SSL context loads the CA bundle (~0.7 MiB of native memory), and
+    that garbage, freed only by full collections, left the heap fragmented: RSS rose in steps.
+    """
+    from prefect.client.schemas.responses import OrchestrationResult
+    from prefect.context import SyncClientContext
+    from prefect.settings import PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED, temporary_settings
+
+    # Prefect builds OrchestrationResult[Any] at every state change (an annotation of a nested
+    # function); pydantic caches such classes weakly, so unless one is kept, each is a new class
+    # that only the cyclic garbage collector frees.
+    keep = OrchestrationResult[Any]
+    # no version check now: the API may not be up yet (a server started beside the service);
+    # a flow run then fails as it did with a client of its own, and later ones reconnect
+    with temporary_settings(updates={PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED: False}):
+        shared = SyncClientContext()
+        shared.__enter__()
+    try:
+        yield
+    finally:
+        shared.__exit__(None, None, None)
+        del keep

@@ -238,7 +238,8 @@ def _log_plan(current: Plan) -> None:
 _tick_job: contextvars.ContextVar[tuple[Sensor, list[TickResult]]] = contextvars.ContextVar("autoflow_tick_job")
 
 
-@flow(name="available-dates-sensor", persist_result=False, log_prints=False)
+# no parameters to validate: validating would build a pydantic model class per tick (cycle garbage)
+@flow(name="available-dates-sensor", persist_result=False, log_prints=False, validate_parameters=False)
 def _sensor_tick_flow() -> dict[str, int]:
     sensor, results = _tick_job.get()
     result = sensor.tick()

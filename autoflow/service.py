@@ -20,7 +20,6 @@ from collections.abc import Callable
 from types import FrameType
 
 from autoflow.heartbeat import HeartbeatWriter
-from autoflow.native_memory import release_free_memory
 from autoflow.pool import Tender, WorkPoolError
 from autoflow.notebooks.kernel_pool import expect_kernels, first_kernels
 from autoflow.prefect_env import prefect_api
@@ -129,7 +128,6 @@ class Service:
             self._reload()  # a valid change takes effect on this tick
             self._beat("ticking")
             run_tick(sensor)
-            release_free_memory()  # else an idle service's RSS creeps up (heap fragmentation)
         log.info("stopped")
         return 0
 

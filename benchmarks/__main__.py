@@ -45,6 +45,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--b7-repeats", type=int, help="B7 repeats of each autoflow trigger setting (default: 5 full, 1 quick)")
     parser.add_argument("--idle-ticks", type=int, help="idle ticks in the memory benchmark (default: 150 full, 10 quick)")
     parser.add_argument("--tracemalloc", action="store_true", help="memory: also trace Python allocations and report where they grew after tick 50 (slower)")
+    parser.add_argument("--gc-garbage", action="store_true", help="memory: keep the reference-cycle garbage of idle ticks 101-120 and count it by type (inflates RSS after tick 100)")
+    parser.add_argument("--memory-before", metavar="REF", help="memory: also run the idle ticks on AutoFlow at git commit REF (e.g. main), alternating with this checkout")
     parser.add_argument("--ploomber", choices=("build", "if-built", "no"), help="Ploomber contender: build its venv if missing, use it only if built, or skip")
     parser.add_argument("--ploomber-serial", action="store_true", help="also run Ploomber with its default Serial executor in B1")
     parser.add_argument("--profile", choices=("build", "if-built", "no"), help="py-spy profiles in B2: build the tools venv if missing, only if built, or skip")
@@ -97,13 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     warnings.filterwarnings("ignore", message="Communications with this server are NOT SECURE")
     cfg = QUICK if args.quick else FULL
-    overrides = {k: v for k, v in (("b1_rounds", args.rounds), ("b1_dates", args.b1_dates), ("ploomber", args.ploomber), ("profile", args.profile), ("idle_ticks", args.idle_ticks), ("b7_repeats", args.b7_repeats)) if v is not None}
+    overrides = {k: v for k, v in (("b1_rounds", args.rounds), ("b1_dates", args.b1_dates), ("ploomber", args.ploomber), ("profile", args.profile), ("idle_ticks", args.idle_ticks), ("b7_repeats", args.b7_repeats), ("memory_before", args.memory_before)) if v is not None}
     if args.ploomber_serial:
         overrides["ploomber_serial"] = True
     if args.b1_contenders:
         overrides["b1_contenders"] = tuple(n.strip() for n in args.b1_contenders.split(",") if n.strip())
     if args.tracemalloc:
         overrides["tracemalloc"] = True
+    if args.gc_garbage:
+        overrides["gc_garbage"] = True
     cfg = replace(cfg, **overrides)
     asked = [b.strip() for b in args.only.split(",") if b.strip()]
     unknown = set(asked) - set(BENCHMARKS) - set(PART_OF)

@@ -38,6 +38,10 @@ class Config:
     b5_pause: float = 10.0
     b5_slots: tuple[int, ...] = (1, 2, 4)
     tracemalloc: bool = False
+    #: memory: keep and count by type the reference-cycle garbage of idle ticks 101-120
+    gc_garbage: bool = False
+    #: memory: also run the idle ticks on AutoFlow at this git commit (before a fix), alternating
+    memory_before: str | None = None
     max_parallel_runs: int = 2
     process_timeout: float = 1800.0
 

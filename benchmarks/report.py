@@ -86,6 +86,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     add("Memory: RSS growth over idle ticks 10 → 50", "no growth (≤ 2 MiB)", memory.get("growth_mib_after_settling"), 2.0, "MiB")
     if memory.get("growth_mib_after_tick_50") is not None:
         add(f"Memory: RSS growth over idle ticks 50 → {50 + memory['ticks_after_tick_50']}", "no growth (≤ 1 MiB)", memory.get("growth_mib_after_tick_50"), 1.0, "MiB")
+    if memory.get("growth_mib_tick_100_to_1000") is not None:
+        rounds = len(memory.get("rounds") or [None])
+        add("Memory: RSS growth over idle ticks 100 → 1000" + (f" (largest of {rounds} rounds)" if rounds > 1 else ""),
+            "≤ 5 MiB", memory["growth_mib_tick_100_to_1000"], 5.0, "MiB")  # fmt: skip
     return found
 
 
@@ -343,6 +347,33 @@ def _memory(memory: dict[str, Any] | None, b1: dict[str, Any] | None) -> list[st
         ])  # fmt: skip
     elif memory:
         out += [f"Idle ticks not measured: {memory.get('error', '?')[-300:]}", ""]
+    if memory and memory.get("before"):
+        out += _before_and_after(memory)
+    return out
+
+
+def _mib(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _before_and_after(memory: dict[str, Any]) -> list[str]:
+    """Idle ticks on this checkout and on an earlier commit, round by round (they alternated)."""
+    before = memory["before"]
+    out = [f"Idle ticks, this checkout beside `{before['ref']}` ({before['commit']}: {before['subject']}), "
+           f"alternating in the same session; RSS in MiB:", ""]  # fmt: skip
+    rows = []
+    for name, rounds in (("this checkout", memory.get("rounds") or []), (f"before ({before['ref']})", before.get("rounds") or [])):
+        for i, r in enumerate(rounds, 1):
+            if "rss_mib_after_tick" not in r:
+                rows.append([name, i, "—", "—", "—", "—", "—", "—", "—", "failed"])
+                continue
+            at, growth, freed = r["rss_mib_after_tick"], r.get("growth_mib_tick_100_to_1000"), r.get("gc_collected_per_tick_after_tick_100")
+            rows.append([name, i, *(_mib(at.get(k)) for k in ("10", "100", "1000")), _mib(r.get("rss_mib_after_malloc_trim")), "—" if growth is None else f"{growth:+.1f}",
+                         "—" if freed is None else f"{freed:.0f}", r.get("threads_after_last_tick"),
+                         spread_text(r["tick_seconds"], digits=3)])  # fmt: skip
+    out += _table(["", "round", "tick 10", "tick 100", "tick 1000", "then malloc_trim(0)", "growth 100 → 1000", "objects in cycles per tick (gc-freed, after tick 100)", "threads", "tick wall"], rows)
+    out += [f"Largest growth 100 → 1000: this checkout {memory.get('growth_mib_tick_100_to_1000')} MiB, "
+            f"before {before.get('growth_mib_tick_100_to_1000')} MiB.", ""]  # fmt: skip
     return out
 
 

@@ -8,6 +8,7 @@ anything quoted, and no flowclient/httpx exception escapes.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -68,6 +69,8 @@ class FlowAPISource:
         self.ssl_certificate = ssl_certificate
         self.cdr_types = cdr_types
         self.timeout = timeout
+        #: the SSL context and the version (mtime, ctime) of the certificate file it was loaded from
+        self._ssl: tuple[object, ssl.SSLContext] | None = None
         #: the last "no data for cdr types" warning, so it is not repeated every tick
         self._unknown_said: tuple[tuple[str, ...], str] | None = None
 
@@ -88,9 +91,26 @@ class FlowAPISource:
     # Each failure below sets `problem` and is raised after its `except` block, so the
     # DateSourceError has no __context__: flowclient's own messages can quote the token.
 
-    def _verify(self) -> ssl.SSLContext | bool:
+    def _verify(self) -> ssl.SSLContext:
+        """The SSL context for FlowAPI, made once and again only when SSL_CERTIFICATE_FILE changes:
+        loading certificates takes milliseconds and ~0.7 MiB that every tick would leave behind."""
+        version = self._certificate_version()
+        if self._ssl is None or self._ssl[0] != version or version == "unreadable":
+            self._ssl = (version, self._load_ssl())
+        return self._ssl[1]
+
+    def _certificate_version(self) -> object:
         if not self.ssl_certificate:
-            return True
+            return None
+        try:
+            found = os.stat(self.ssl_certificate)
+        except OSError:
+            return "unreadable"  # _load_ssl says what is wrong
+        return (found.st_mtime_ns, found.st_size)
+
+    def _load_ssl(self) -> ssl.SSLContext:
+        if not self.ssl_certificate:
+            return httpx.create_ssl_context()  # what httpx makes for verify=True
         try:
             return ssl.create_default_context(cafile=self.ssl_certificate)
         except (OSError, ssl.SSLError) as exc:

@@ -41,6 +41,70 @@ ERROR_PREFIX_CHARS = 500
 _runs = run_attempts.c
 
 
+def _latest_states_statement() -> sa.Select[Any]:
+    """:meth:`RunStore.latest_states`'s statement, the workflows bound at execution (``workflows``).
+
+    Built once: building it takes aliases and subqueries that end up in reference cycles, and
+    every tick would leave them for the cyclic garbage collector.
+    """
+    newer = run_attempts.alias("newer")
+    by_hand = run_attempts.alias("by_hand")
+    by_hand2 = run_attempts.alias("by_hand2")
+    counted = run_attempts.alias("counted")
+    running = _runs.state == "running"
+    return sa.select(
+        _runs.workflow,
+        _runs.params_hash,
+        _runs.reference_date,
+        _runs.state,
+        _runs.attempt,
+        _runs.id,
+        sa.case((running, _runs.heartbeat_at), else_=sa.null()).label("heartbeat_at"),
+        sa.case((_runs.state.in_(("failed", "cancelled")), sa.func.substr(_runs.error, 1, ERROR_PREFIX_CHARS)), else_=sa.null()).label("error"),
+        sa.case((_runs.state == "failed", _runs.finished_at), else_=sa.null()).label("finished_at"),
+        # the retry budget counts from the latest attempt an operator started (rerun, backfill, trigger)
+        sa.select(sa.func.coalesce(sa.func.max(by_hand.c.attempt), 1))
+        .where(
+            by_hand.c.workflow == _runs.workflow,
+            by_hand.c.params_hash == _runs.params_hash,
+            by_hand.c.reference_date == _runs.reference_date,
+            by_hand.c.trigger != "sensor",
+        )
+        .scalar_subquery()
+        .label("budget_from"),
+        # failures that count against max_attempts: since that attempt, not lost ones (LOST_PREFIXES)
+        sa.select(sa.func.count())
+        .where(
+            counted.c.workflow == _runs.workflow,
+            counted.c.params_hash == _runs.params_hash,
+            counted.c.reference_date == _runs.reference_date,
+            counted.c.state == "failed",
+            *(sa.not_(sa.func.coalesce(counted.c.error, "").like(f"{prefix}%")) for prefix in LOST_PREFIXES),
+            counted.c.attempt >= sa.select(sa.func.coalesce(sa.func.max(by_hand2.c.attempt), 1))
+            .where(
+                by_hand2.c.workflow == _runs.workflow,
+                by_hand2.c.params_hash == _runs.params_hash,
+                by_hand2.c.reference_date == _runs.reference_date,
+                by_hand2.c.trigger != "sensor",
+            )
+            .scalar_subquery(),
+        )
+        .scalar_subquery()
+        .label("failures"),
+    ).where(
+        _runs.workflow.in_(sa.bindparam("workflows", expanding=True)),
+        ~sa.exists().where(
+            newer.c.workflow == _runs.workflow,
+            newer.c.params_hash == _runs.params_hash,
+            newer.c.reference_date == _runs.reference_date,
+            newer.c.attempt > _runs.attempt,
+        ),
+    )
+
+
+_LATEST_STATES = _latest_states_statement()
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -177,61 +241,8 @@ class RunStore:
         """
         if not workflows:
             return {}
-        newer = run_attempts.alias("newer")
-        by_hand = run_attempts.alias("by_hand")
-        by_hand2 = run_attempts.alias("by_hand2")
-        counted = run_attempts.alias("counted")
-        running = _runs.state == "running"
-        statement = sa.select(
-            _runs.workflow,
-            _runs.params_hash,
-            _runs.reference_date,
-            _runs.state,
-            _runs.attempt,
-            _runs.id,
-            sa.case((running, _runs.heartbeat_at), else_=sa.null()).label("heartbeat_at"),
-            sa.case((_runs.state.in_(("failed", "cancelled")), sa.func.substr(_runs.error, 1, ERROR_PREFIX_CHARS)), else_=sa.null()).label("error"),
-            sa.case((_runs.state == "failed", _runs.finished_at), else_=sa.null()).label("finished_at"),
-            # the retry budget counts from the latest attempt an operator started (rerun, backfill, trigger)
-            sa.select(sa.func.coalesce(sa.func.max(by_hand.c.attempt), 1))
-            .where(
-                by_hand.c.workflow == _runs.workflow,
-                by_hand.c.params_hash == _runs.params_hash,
-                by_hand.c.reference_date == _runs.reference_date,
-                by_hand.c.trigger != "sensor",
-            )
-            .scalar_subquery()
-            .label("budget_from"),
-            # failures that count against max_attempts: since that attempt, not lost ones (LOST_PREFIXES)
-            sa.select(sa.func.count())
-            .where(
-                counted.c.workflow == _runs.workflow,
-                counted.c.params_hash == _runs.params_hash,
-                counted.c.reference_date == _runs.reference_date,
-                counted.c.state == "failed",
-                *(sa.not_(sa.func.coalesce(counted.c.error, "").like(f"{prefix}%")) for prefix in LOST_PREFIXES),
-                counted.c.attempt >= sa.select(sa.func.coalesce(sa.func.max(by_hand2.c.attempt), 1))
-                .where(
-                    by_hand2.c.workflow == _runs.workflow,
-                    by_hand2.c.params_hash == _runs.params_hash,
-                    by_hand2.c.reference_date == _runs.reference_date,
-                    by_hand2.c.trigger != "sensor",
-                )
-                .scalar_subquery(),
-            )
-            .scalar_subquery()
-            .label("failures"),
-        ).where(
-            _runs.workflow.in_(sorted(set(workflows))),
-            ~sa.exists().where(
-                newer.c.workflow == _runs.workflow,
-                newer.c.params_hash == _runs.params_hash,
-                newer.c.reference_date == _runs.reference_date,
-                newer.c.attempt > _runs.attempt,
-            ),
-        )
         with self._transaction("read the latest run attempts") as connection:
-            rows = connection.execute(statement).all()
+            rows = connection.execute(_LATEST_STATES, {"workflows": sorted(set(workflows))}).all()
         # the rows themselves have PriorAttempt's attributes: no object per run to build
         return {(row[0], row[1], row[2]): row for row in rows}
 

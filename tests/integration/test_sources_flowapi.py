@@ -293,3 +293,26 @@ def test_bad_token_format_is_an_error_that_does_not_quote_it(
     assert expected in message and "FLOWAPI_TOKEN" in message
     assert bad not in message
     assert fake_flowapi.requests == []
+
+
+def test_the_ssl_context_is_loaded_once_and_again_when_the_certificate_file_changes(
+    fake_flowapi: FakeFlowAPI, tokens_used: list[str], tmp_path: Path
+) -> None:
+    import os
+    import shutil
+
+    import certifi
+
+    token = fake_flowapi.make_token()
+    tokens_used.append(token)
+    default = FlowAPISource(fake_flowapi.url, Secret(token), ssl_certificate=None, cdr_types=None)
+    assert default._verify() is default._verify()  # not the CA bundle loaded again every tick
+
+    certificate = tmp_path / "ca.pem"
+    shutil.copyfile(certifi.where(), certificate)
+    src = FlowAPISource(fake_flowapi.url, Secret(token), ssl_certificate=str(certificate), cdr_types=None)
+    first = src._verify()
+    assert src._verify() is first
+    os.utime(certificate, ns=(1, 1))  # a renewed certificate
+    assert src._verify() is not first
+    assert src.available_dates()["calls"] == CALLS  # connections use it
