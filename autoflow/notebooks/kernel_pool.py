@@ -15,7 +15,7 @@ replaced; one nobody took within :data:`IDLE_SECONDS` is shut down. :func:`close
 (the service's and every run's exit) kills what is left; a kernel whose AutoFlow process was
 killed exits by itself (ipykernel watches its parent process).
 
-``AUTOFLOW_KERNEL_POOL`` is the most kernels waiting at once (default: two per core); ``0`` turns
+``AUTOFLOW_KERNEL_POOL`` is the most kernels waiting at once (default: one per core); ``0`` turns
 the pool off and every notebook starts its own kernel.
 """
 

@@ -165,7 +165,7 @@ def test_the_pool_is_off_with_zero_and_a_bad_value_is_one_line(monkeypatch: pyte
     assert kernel_pool() is None
     with pytest.raises(SettingsError, match=r"^AUTOFLOW_KERNEL_POOL='many' is not a whole number of 0 or more"):
         Settings.from_env({"AUTOFLOW_KERNEL_POOL": "many"})
-    assert Settings.from_env({}).kernel_pool == 2 * (os.cpu_count() or 1)
+    assert Settings.from_env({}).kernel_pool == (os.cpu_count() or 1)
 
 
 @flow(name="kernel-pool-test", persist_result=False, validate_parameters=False, task_runner=ThreadPoolTaskRunner(max_workers=2))  # type: ignore[arg-type]
