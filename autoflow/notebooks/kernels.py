@@ -38,12 +38,16 @@ KILL_WAIT = 10.0
 KERNEL_SECRETS = ("FLOWAPI_TOKEN",)
 
 
+#: variables of AutoFlow's own a kernel does not get: the Prefect API it reports to (it changes
+#: once a temporary server is up, after kernels may have been started ahead of need)
+KERNEL_HIDDEN = ("PREFECT_API_URL",)
+
+
 def kernel_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a notebook's kernel gets: ``env`` (default this process's) without secrets
-    other than :data:`KERNEL_SECRETS`, and without Prefect's settings (``PREFECT_*``: AutoFlow's,
-    not the notebook's; the API URL changes when a temporary server starts)."""
+    other than :data:`KERNEL_SECRETS` and without :data:`KERNEL_HIDDEN`."""
     kept = environment_without_secrets(env, keep=KERNEL_SECRETS)
-    return {name: value for name, value in kept.items() if not name.startswith("PREFECT_")}
+    return {name: value for name, value in kept.items() if name not in KERNEL_HIDDEN}
 
 
 class EnvironmentKernelSpecManager(KernelSpecManager):

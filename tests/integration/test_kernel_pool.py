@@ -35,6 +35,7 @@ PROBE = (
     "import os, json, psutil\n"
     "print(json.dumps({'pid': os.getpid(), 'cwd': os.getcwd(), 'left': 'left_behind' in globals(),"
     " 'db_password': 'AUTOFLOW_DB_PASSWORD' in os.environ, 'token': (os.environ.get('FLOWAPI_TOKEN') or '')[::-1],"
+    " 'prefect_api': 'PREFECT_API_URL' in os.environ, 'worker': os.environ.get('PREFECT__WORKER_NAME'),"
     " 'started': psutil.Process().create_time()}))\n"
     "left_behind = 1"
 )
@@ -79,6 +80,8 @@ def test_each_notebook_gets_its_own_prestarted_kernel_which_sees_nothing_of_the_
 ) -> None:
     monkeypatch.setenv("AUTOFLOW_DB_PASSWORD", "pool-db-secret")
     monkeypatch.setenv("FLOWAPI_TOKEN", "pool-token")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    monkeypatch.setenv("PREFECT__WORKER_NAME", "worker-a")  # a notebook may ask which worker runs it
     nb_path = write_notebook(tmp_path / "notebooks" / "probe.ipynb", PROBE, parameters="x = 0")
     key = KernelKey.of("python3", nb_path.parent)
     pool.expect([key, key])
@@ -91,9 +94,11 @@ def test_each_notebook_gets_its_own_prestarted_kernel_which_sees_nothing_of_the_
     assert not first["left"] and not second["left"], "a variable of one notebook was seen by the next"
     assert first["cwd"] == second["cwd"] == str(nb_path.parent)
     assert not first["db_password"] and first["token"] == "pool-token"[::-1]
+    assert not first["prefect_api"] and first["worker"] == "worker-a"
     wait_for(lambda: not (started & kernel_children()), 10)  # single use: each shut down after its notebook
     third = probe(nb_path, tmp_path / "third.ipynb")  # none left: it starts its own
     assert third["pid"] not in started and not third["left"]
+    assert (third["prefect_api"], third["worker"]) == (False, "worker-a")  # its own kernel: the same environment
 
 
 def test_a_kernel_that_died_while_waiting_is_discarded_and_replaced(
