@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import papermill
+from floor import run_date  # this script's folder is on sys.path: the sequential loop's date
 
 
 def main() -> int:
@@ -32,17 +32,8 @@ def main() -> int:
                 run = todo.get_nowait()
             except queue.Empty:
                 return
-            date = run["reference_date"]
-            compute = outputs / f"compute-{date}.ipynb"
             try:
-                papermill.execute_notebook(
-                    str(inputs / "compute.ipynb"), str(compute), kernel_name="python3", progress_bar=False,
-                    parameters={"reference_date": date, "date_ranges": run["date_ranges"]},
-                )
-                papermill.execute_notebook(
-                    str(inputs / "render.ipynb"), str(outputs / f"render-{date}.ipynb"), kernel_name="python3",
-                    progress_bar=False, parameters={"reference_date": date, "compute_notebook": str(compute)},
-                )
+                run_date(inputs, outputs, run)
             except BaseException as exc:  # noqa: BLE001 - stop every thread, report below
                 failures.append(exc)
 
