@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from prefect import flow, task
-from prefect.context import FlowRunContext, get_run_context
+from prefect.context import get_run_context
 from prefect.futures import PrefectFuture
 from prefect.client.schemas.objects import State
 from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from autoflow import __version__
+from autoflow import deferred
 from autoflow import runtime as runtimes
 from autoflow.errors import AutoFlowError, NotebookExecutionError, ReportError
 from autoflow.lease import AttemptLease, StaleAttempt
@@ -312,12 +313,10 @@ def _run_attempt(runtime: RunRuntime, request: RunRequest, attempt_id: int, *, o
     ``own_process``: this process exists for this run (a Prefect worker's flow run), so when it
     is stopped (SIGTERM) every notebook it executes is stopped too; in the service, other runs go on.
     """
-    context = get_run_context()
-    flow_run = getattr(context, "flow_run", None)
     label = f"{request.workflow} for {request.reference_date.isoformat()} (attempt id {attempt_id})"
     lease = AttemptLease(
         runtime.store, attempt_id, lease_seconds=runtime.settings.run_lease_seconds, tracker=runtime.leases,
-        flow_run_id=str(flow_run.id) if flow_run is not None else None,
+        flow_run_id=deferred.flow_run_id(),  # a deferred flow run's is recorded once Prefect has it
     )  # fmt: skip
     with lease:
         if lease.attempt is not None:
@@ -369,15 +368,12 @@ def execute_workflow(
     notebooks_dir, reports_dir = settings.notebooks_dir, settings.reports_dir
     notebooks_dir.mkdir(parents=True, exist_ok=True)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    context = FlowRunContext.get()  # None when called outside a flow (tests)
-    flow_run_id = str(context.flow_run.id) if context is not None and context.flow_run is not None else None
     metadata = {
         "workflow": workflow.name,
         "parameters": to_json_safe(dict(request.parameters)),
         "reference_date": request.reference_date.isoformat(),
         "date_ranges": [[a.isoformat(), b.isoformat()] for a, b in request.date_ranges],
         "attempt_id": request.attempt_id,
-        "prefect_flow_run_id": flow_run_id,
         "autoflow_version": __version__,
     }
     stem_args = {"workflow": workflow.name, "reference_date": request.reference_date, "parameters": request.parameters}
@@ -431,7 +427,9 @@ def execute_workflow(
             after = [lb for lb in upcoming if label in waiting[lb]]
             upcoming = [lb for lb in upcoming if lb not in after]
             notebook_runner = dataclasses.replace(runner, next_kernels=tuple(notebook_kernels(workflow, after))) if after else runner
-            task = notebook_task.submit(label, nb, params, notebooks_dir, stem_args, {**metadata, "notebook": label}, ExecutionLimits.from_settings(settings), notebook_runner)
+            # the flow run's id: None outside a flow (tests), and in a deferred one until Prefect has it
+            nb_metadata = {**metadata, "prefect_flow_run_id": deferred.flow_run_id(), "notebook": label}
+            task = deferred.submit(notebook_task, label, nb, params, notebooks_dir, stem_args, nb_metadata, ExecutionLimits.from_settings(settings), notebook_runner)
             submit("notebook", label, task)
             running += 1
         if not running:
@@ -455,7 +453,7 @@ def execute_workflow(
         outcome.notebooks.append(str(value))
         output = workflow.notebooks[label].output
         if output is not None:
-            submit("report", label, report_task.submit(label, str(value), reports_dir, output, report, None, exporter))
+            submit("report", label, deferred.submit(report_task, label, str(value), reports_dir, output, report, None, exporter))
             running += 1
     if failed:
         rank = {label: i for i, label in enumerate(order)}  # notebooks in file order, then reports

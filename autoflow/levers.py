@@ -39,7 +39,8 @@ def launch_by_hand(
 
         check_report_tools()
     stop = threading.Event()
-    with prefect_api(settings.outputs_dir / "logs", settings.log_level):
+    # runs start while a temporary Prefect server starts, and are recorded in Prefect once it answers
+    with prefect_api(settings.outputs_dir / "logs", settings.log_level, wait=False):
         sensor = Sensor(config, settings, store)
         tender: Tender | None = None
         if sensor.pool is not None:

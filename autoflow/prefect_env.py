@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,8 +47,6 @@ PREFECT_DEFAULTS = {
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
 SERVER_START_TIMEOUT = 180.0
-#: times the temporary server is started again on another port when its port was taken meanwhile
-PORT_RETRIES = 3
 
 
 def configure_environment(environ: MutableMapping[str, str] | None = None) -> None:
@@ -57,13 +56,6 @@ def configure_environment(environ: MutableMapping[str, str] | None = None) -> No
         environ.setdefault(name, value)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Linux: the server gets SIGTERM when AutoFlow dies, even from SIGKILL."""
     with contextlib.suppress(Exception):
@@ -71,14 +63,21 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child before ex
 
 
 class TemporaryServer:
-    """A Prefect API server for this process only, its output in ``log_path``."""
+    """A Prefect API server for this process only, its output in ``log_path``.
+
+    AutoFlow binds the server's listening socket itself and hands it to uvicorn (``--fd``): the
+    port is this server's from the moment it is chosen, so no other process (a kernel picking
+    its ports, say) can take it while the server starts, and the API's URL is known, and final,
+    before the server answers.
+    """
 
     def __init__(self, log_path: Path) -> None:
         self.log_path = log_path
-        self.port = _free_port()
+        self.socket = _listening_socket()
+        self.port: int = self.socket.getsockname()[1]
         self.process: subprocess.Popen[bytes] | None = None
         self.spawned_at = 0.0
-        self._log_offset = 0
+        self._stopping = threading.Lock()
 
     @property
     def api_url(self) -> str:
@@ -92,6 +91,8 @@ class TemporaryServer:
         """Start the server process and return at once (see :meth:`wait_ready`)."""
         if self.process is not None:
             return
+        if self.socket.fileno() == -1:
+            raise AutoFlowError("the temporary Prefect server was stopped; it cannot start again")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = environment_without_secrets()  # the server needs no secret of AutoFlow's
         env.update({"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"})
@@ -99,64 +100,69 @@ class TemporaryServer:
         spec = importlib.util.find_spec("prefect")  # not imported: the server starts while AutoFlow imports it
         assert spec is not None and spec.origin is not None
         app_dir = str(Path(spec.origin).parent.parent)
-        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        fd = self.socket.fileno()
         log.info("starting a temporary Prefect server on 127.0.0.1:%d (its log: %s)", self.port, self.log_path)
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory", "prefect.server.api.server:create_app",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                 "--fd", str(fd), "--log-level", "error", "--lifespan", "on"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, pass_fds=(fd,),
                 preexec_fn=die_with_parent, start_new_session=True,
             )  # fmt: skip
         self.spawned_at = time.monotonic()
+        self.socket.close()  # the server holds it now; the port stays bound while the server lives
 
-    def wait_ready(self, timeout: float = SERVER_START_TIMEOUT) -> None:
-        """Wait until the spawned server answers its health check (``timeout`` from its spawn)."""
-        assert self.process is not None, "spawn() first"
+    def wait_ready(self, timeout: float = SERVER_START_TIMEOUT, *, cancel: threading.Event | None = None) -> None:
+        """Wait until the spawned server answers its health check (``timeout`` from its spawn);
+        ``cancel`` set: stop waiting (:class:`ApiCancelled`)."""
+        process = self.process
+        assert process is not None, "spawn() first"
         deadline = self.spawned_at + timeout
-        respawns = 0
         while time.monotonic() < deadline:
-            if self.process.poll() is not None and respawns < PORT_RETRIES and self._lost_its_port():
-                # another process took the port between _free_port() and the server's bind
-                respawns += 1
-                log.info("port %d was taken meanwhile; starting the temporary Prefect server on another", self.port)
-                self.process, self.port = None, _free_port()
-                self.spawn()
-                continue
-            if self.process.poll() is not None:
-                raise AutoFlowError(f"the temporary Prefect server exited with code {self.process.returncode}; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
+            if cancel is not None and cancel.is_set():
+                raise ApiCancelled
+            if process.poll() is not None:
+                raise AutoFlowError(f"the temporary Prefect server exited with code {process.returncode}; see {self.log_path}")
+            try:  # the socket listens already: a request waits in its backlog until the server serves
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=1) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
                 pass
-            time.sleep(0.2)
-        self.stop()
+            time.sleep(0.1)
+        if cancel is None:
+            self.stop()
         raise AutoFlowError(
             f"the temporary Prefect server did not start within {timeout:.0f} s; see {self.log_path}, "
             "or set PREFECT_API_URL to a running Prefect server"
         )
 
-    def _lost_its_port(self) -> bool:
-        try:
-            with open(self.log_path, "rb") as log_file:
-                log_file.seek(self._log_offset)
-                said = log_file.read().decode(errors="replace").lower()
-        except OSError:
-            return False
-        return "address already in use" in said or "errno 98" in said
-
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        with self._stopping:
+            process, self.process = self.process, None
+            self.socket.close()
+            if process is None:
+                return
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class ApiCancelled(Exception):
+    """Waiting for the temporary server was called off (the block that started it ended)."""
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket()
+    # uvicorn takes a socket from a descriptor as a Unix one and so does not set this on the
+    # connections it accepts; they inherit it from here (no Nagle delay on small responses)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock  # not inheritable: only the server gets it (pass_fds), not kernels AutoFlow starts
 
 
 def _drain_prefect_workers() -> None:
@@ -185,6 +191,7 @@ def start_server_early(log_dir: Path) -> None:
         server.spawn()
     except OSError as exc:  # e.g. an outputs directory that cannot be created: reported later, properly
         log.debug("temporary Prefect server not started early: %s", exc)
+        server.stop()
         return
     _early_server = server
     atexit.register(_stop_early_server)
@@ -195,13 +202,100 @@ def _stop_early_server() -> None:
         _early_server.stop()
 
 
+class ApiGate:
+    """Whether the temporary server a one-off run did not wait for answers yet."""
+
+    def __init__(self, server: TemporaryServer) -> None:
+        self.server = server
+        self.ready = threading.Event()
+        #: set once the server answered or failed to start
+        self.settled = threading.Event()
+        self.error: str | None = None
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="autoflow-prefect-start", daemon=True)
+
+    def start(self) -> ApiGate:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop watching (before the server is stopped)."""
+        self._cancel.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        from autoflow.testhooks import prefect_answers_after_runs
+
+        try:
+            self.server.wait_ready(cancel=self._cancel)
+            took = time.monotonic() - self.server.spawned_at
+            after = prefect_answers_after_runs()
+            with _deferred_ended:  # tests: the server counts as answering only after that many deferred runs
+                _deferred_ended.wait_for(lambda: _deferred_runs_ended >= after or self._cancel.is_set(), timeout=SERVER_START_TIMEOUT)
+            if self._cancel.is_set():
+                raise ApiCancelled
+        except ApiCancelled:
+            pass
+        except Exception as exc:  # noqa: BLE001 - any reason is the same reason: no Prefect for these runs
+            self.error = str(exc)
+            log.error("%s; this process's runs are recorded in the run history but not in Prefect", exc)
+        else:
+            log.info("Prefect API ready (the temporary server took %.1f s to start)", took)
+            self.ready.set()
+        finally:
+            self.settled.set()
+
+
+#: deferred flow runs that ended in this process (for AUTOFLOW_TEST_PREFECT_AFTER_RUNS)
+_deferred_runs_ended = 0
+_deferred_ended = threading.Condition()
+
+
+def deferred_run_ended() -> None:
+    """Called by :mod:`autoflow.deferred` when a flow run that ran without Prefect's engine ends."""
+    global _deferred_runs_ended
+    with _deferred_ended:
+        _deferred_runs_ended += 1
+        _deferred_ended.notify_all()
+
+
+_gate: ApiGate | None = None
+
+
+def api_ready() -> bool:
+    """False while a temporary server that :func:`prefect_api` did not wait for is still starting
+    (a flow run must then run without Prefect's engine: :mod:`autoflow.deferred`)."""
+    return _gate is None or _gate.ready.is_set()
+
+
+def wait_for_api(timeout: float | None = None) -> bool:
+    """Wait (up to ``timeout`` s) until the Prefect API answers; False if it did not (or never will)."""
+    gate = _gate
+    if gate is None:
+        return True
+    gate.settled.wait(timeout)
+    return gate.ready.is_set()
+
+
+def api_start_remaining() -> float:
+    """Seconds until a starting temporary server's start-up time runs out (0 when none starts)."""
+    gate = _gate
+    if gate is None or gate.settled.is_set():
+        return 0.0
+    return max(0.0, gate.server.spawned_at + SERVER_START_TIMEOUT - time.monotonic())
+
+
 @contextlib.contextmanager
-def prefect_api(log_dir: Path, log_level: str = "INFO") -> Iterator[str]:
+def prefect_api(log_dir: Path, log_level: str = "INFO", *, wait: bool = True) -> Iterator[str]:
     """A usable Prefect API for the block; yields its URL.
 
     Imports Prefect (which re-configures logging, so AutoFlow's console logging is set up again
-    at ``log_level``).
+    at ``log_level``). With a temporary server and ``wait=False`` (one-off runs), the block
+    starts at once, while the server starts: until :func:`api_ready`, flow runs run without
+    Prefect's engine and are recorded in Prefect once it answers (:mod:`autoflow.deferred`);
+    leaving the block waits for those records (up to the server's start-up time).
     """
+    global _early_server, _gate
     configure_environment()
     import prefect  # noqa: F401 - its import sets up Prefect's logging, replaced just below
 
@@ -211,26 +305,38 @@ def prefect_api(log_dir: Path, log_level: str = "INFO") -> Iterator[str]:
     url = os.environ.get("PREFECT_API_URL")
     server: TemporaryServer | None = None
     if not url:
-        global _early_server
         server, _early_server = _early_server or TemporaryServer(log_dir / "prefect-server.log"), None
         server.spawn()
-        server.wait_ready()
         url = server.api_url
+        if wait:
+            server.wait_ready()
+        else:
+            _gate = ApiGate(server).start()
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from autoflow import deferred
 
     # Prefect's flow-run heartbeats cost ~1 s per flow run (its thread sleeps in 1 s steps);
     # the run store's own heartbeats already tell a live run from a dead one.
     updates = {PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    deferred.start_recording()
     try:
         with temporary_settings(updates=updates), _one_client():
             os.environ["PREFECT_API_URL"] = url  # for subprocesses and anything reading the env again
+            interrupted = True
             try:
                 yield url
+                interrupted = False
             finally:
+                # flow runs that started before the server answered: into Prefect before it stops
+                deferred.finish_recording(timeout=5.0 if interrupted else api_start_remaining() + 60.0)
                 _drain_prefect_workers()
                 if server is not None:
                     os.environ.pop("PREFECT_API_URL", None)
     finally:
+        gate, _gate = _gate, None
+        if gate is not None:
+            gate.close()
         if server is not None:
             server.stop()
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from autoflow import deferred
 from autoflow import runtime as runtimes
 from autoflow.errors import AutoFlowError
 from autoflow.flows import RunOutcome, RunRequest, workflow_run_with_runner
@@ -102,13 +103,17 @@ class Launcher:
         if self.pool is not None:
             return self._submit(run, attempt, request, label)
         problem: str | None
+        parameters = {**request.flow_parameters(), "inputs_dir": str(self.settings.inputs_dir), "outputs_dir": str(self.settings.outputs_dir)}
         try:
-            state: Any = self._flow(
-                **request.flow_parameters(),
-                inputs_dir=str(self.settings.inputs_dir),
-                outputs_dir=str(self.settings.outputs_dir),
-                return_state=True,
-            )
+            state: Any
+            if deferred.needed():  # a one-off's temporary Prefect server does not answer yet: no waiting for it
+                state = deferred.run_flow(
+                    self._flow, parameters, name=f"{run.workflow}-{run.reference_date.isoformat()}",
+                    max_workers=self.settings.max_parallel_notebooks,
+                    on_recorded=lambda flow_run_id: self.store.set_flow_run_id(attempt.id, flow_run_id),
+                )  # fmt: skip
+            else:
+                state = self._flow(**parameters, return_state=True)
             problem = state.message
         except Exception as exc:  # the flow machinery itself failed
             problem = f"{type(exc).__name__}: {exc}"
@@ -194,6 +199,7 @@ def detached_from_flow_run(function: Callable[..., LaunchResult]) -> Callable[..
     context = contextvars.copy_context()
     context.run(FlowRunContext.__var__.set, None)  # type: ignore[arg-type]
     context.run(TaskRunContext.__var__.set, None)  # type: ignore[arg-type]
+    context.run(deferred.detach)  # nor in a deferred tick's
 
     def wrapper(*args: object, **kwargs: object) -> LaunchResult:
         return context.copy().run(function, *args, **kwargs)

@@ -17,6 +17,7 @@ from typing import Any
 
 from prefect import flow
 
+from autoflow import deferred
 from autoflow.errors import AutoFlowError
 from autoflow.notebooks.kernel_pool import KernelKey, expect_kernels, first_notebooks, notebook_kernels
 from autoflow.planning import DueRun, Plan
@@ -254,6 +255,8 @@ def run_tick(sensor: Sensor) -> TickResult:
     def body() -> object:
         token = _tick_job.set((sensor, results))
         try:
+            if deferred.needed():  # a one-off's temporary Prefect server does not answer yet: no waiting for it
+                return deferred.run_flow(_sensor_tick_flow, {}, name=None, max_workers=1)
             return _sensor_tick_flow(return_state=True)
         finally:
             _tick_job.reset(token)

@@ -78,7 +78,9 @@ class Service:
         with RunStore(settings.db_url, lease_seconds=settings.run_lease_seconds, display_url=settings.db_url_masked) as store:
             store.upgrade()
             log.info("run history: %s", settings.db_url_masked)
-            with prefect_api(settings.outputs_dir / "logs", settings.log_level) as api_url:
+            # a one-off's runs start while a temporary Prefect server starts (recorded once it answers)
+            one_off = self.config.sensor.schedule is None and settings.work_pool is None
+            with prefect_api(settings.outputs_dir / "logs", settings.log_level, wait=not one_off) as api_url:
                 log.info("Prefect API: %s", api_url)
                 self.sensor = Sensor(self.config, settings, store)
                 self.sensor.runtime.rebuild_site()  # the site shows the history from the start

@@ -6,6 +6,9 @@
   database but not committed).
 - ``AUTOFLOW_TEST_TICK_SECONDS=N``: the service ticks every N seconds instead of on its cron
   schedule, so outage tests need not wait for minute boundaries.
+- ``AUTOFLOW_TEST_PREFECT_AFTER_RUNS=N``: a temporary Prefect server a one-off does not wait
+  for counts as answering only once N flow runs that ran without it have ended, so a test can
+  have whole runs happen before it answers.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import signal
 
 FREEZE_VARIABLE = "AUTOFLOW_TEST_FREEZE_AT"
 TICK_VARIABLE = "AUTOFLOW_TEST_TICK_SECONDS"
+PREFECT_AFTER_RUNS_VARIABLE = "AUTOFLOW_TEST_PREFECT_AFTER_RUNS"
 
 
 def fault_point(name: str) -> None:
@@ -31,3 +35,11 @@ def tick_seconds() -> float | None:
     except ValueError:
         return None
     return seconds if seconds > 0 else None
+
+
+def prefect_answers_after_runs() -> int:
+    """``AUTOFLOW_TEST_PREFECT_AFTER_RUNS`` (0 unless set to a positive whole number)."""
+    try:
+        return max(0, int(os.environ.get(PREFECT_AFTER_RUNS_VARIABLE) or 0))
+    except ValueError:
+        return 0

@@ -59,11 +59,13 @@ def run(app: Application, args: argparse.Namespace) -> int:
     settings.outputs_dir  # noqa: B018 - name the variable when it is missing
 
     from autoflow.notebooks.kernel_pool import expect_kernels, first_kernels
-    from autoflow.prefect_env import configure_environment
+    from autoflow.prefect_env import configure_environment, start_server_early
 
     configure_environment()
     app.setup_logging()
-    # the run executes here: its first kernels start while the run history and Prefect start
+    # without PREFECT_API_URL, the temporary server starts first (the slowest; the run does not
+    # wait for it), then the run's first kernels, while the run history and Prefect start
+    start_server_early(settings.outputs_dir / "logs")
     expect_kernels(first_kernels([config.workflows[wanted.workflow]], runs=1))
     return _trigger(app, wanted)
 
@@ -86,7 +88,8 @@ def _trigger(app: Application, wanted: ManualRun) -> int:
         if latest is not None and latest.state == "running":
             app.abort(f"{workflow} for {reference_date} is already running (attempt {latest.attempt}, owner {latest.owner})", 1)
         run = DueRun(workflow, parameters, digest, reference_date, wanted.date_ranges, latest.attempt if latest else 0, "triggered by hand")
-        with prefect_api(settings.outputs_dir / "logs", settings.log_level):
+        # the run starts while a temporary Prefect server starts, and is recorded in Prefect once it answers
+        with prefect_api(settings.outputs_dir / "logs", settings.log_level, wait=False):
             from autoflow.runs import Launcher, run_in_worker_thread
 
             launcher = Launcher(store, settings, trigger="manual")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -130,10 +132,50 @@ def test_bad_arguments_exit_2(inputs: Path, tmp_path: Path, args: list[str], mes
     assert not (tmp_path / "outputs").exists()  # nothing was started
 
 
-def test_without_prefect_api_url_a_temporary_server_is_used(inputs: Path, tmp_path: Path) -> None:
-    env = {"PREFECT_API_URL": "", "PREFECT_HOME": str(tmp_path / "prefect-home")}
+def test_without_prefect_api_url_the_run_does_not_wait_for_the_temporary_server(inputs: Path, tmp_path: Path) -> None:
+    # the server counts as answering only once the run has ended: the whole run happens before,
+    # and is recorded in Prefect afterwards, under its flow and task names, with its log lines
+    prefect_home = tmp_path / "prefect-home"
+    env = {"PREFECT_API_URL": "", "PREFECT_HOME": str(prefect_home), "AUTOFLOW_TEST_PREFECT_AFTER_RUNS": "1"}
     result = trigger(inputs, tmp_path / "outputs", "demo", "--date", "2016-01-07", "--param", "n=1", env=env)
     assert result.returncode == 0, result.stderr
-    assert "starting a temporary Prefect server" in result.stderr
+    lines = result.stderr.splitlines()
+    (starting,) = [i for i, line in enumerate(lines) if "starting a temporary Prefect server" in line]
+    (claimed,) = [i for i, line in enumerate(lines) if "run demo for 2016-01-07 (attempt 1): started" in line]
+    (answered,) = [i for i, line in enumerate(lines) if "Prefect API ready" in line]
+    assert starting < claimed < answered
     assert (tmp_path / "outputs" / "logs" / "prefect-server.log").is_file()
     assert "Traceback" not in result.stderr and "database is locked" not in result.stderr
+    assert "could not record" not in result.stderr and "not in Prefect" not in result.stderr
+
+    with RunStore(Settings.from_env({"AUTOFLOW_OUTPUTS_DIR": str(tmp_path / "outputs")}).db_url) as store:
+        (attempt,) = store.history()
+    assert attempt.state == "success" and attempt.flow_run_id
+    with sqlite3.connect(prefect_home / "prefect.db") as db:  # the server has stopped: its database
+        flow_runs = db.execute(
+            "select fr.id, f.name, fr.name, fr.state_type from flow_run fr join flow f on f.id = fr.flow_id"
+        ).fetchall()
+        assert [(str(uuid.UUID(r[0])), *r[1:]) for r in flow_runs] == [
+            (attempt.flow_run_id, "workflow-run", "demo-2016-01-07", "COMPLETED")
+        ]  # the run history names the flow run
+        tasks = dict(db.execute("select name, state_type from task_run").fetchall())
+        assert tasks == {"first": "COMPLETED", "report": "COMPLETED", "report-report": "COMPLETED"}
+        (message,) = db.execute("select message from flow_run_state where type = 'RUNNING'").fetchone()
+        assert "before the Prefect server answered" in message
+        logged = [row[0] for row in db.execute("select message from log where flow_run_id is not null")]
+    assert any(m.startswith("notebook first: done in") for m in logged) and any("succeeded in" in m for m in logged)
+
+
+def test_a_temporary_server_that_cannot_start_does_not_fail_the_run(inputs: Path, tmp_path: Path) -> None:
+    (tmp_path / "a-file").touch()
+    env = {"PREFECT_API_URL": "", "PREFECT_HOME": str(tmp_path / "a-file" / "prefect-home")}  # its database cannot be made
+    result = trigger(inputs, tmp_path / "outputs", "demo", "--date", "2016-01-07", "--param", "n=1", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert "the temporary Prefect server exited with code" in error and "prefect-server.log" in error
+    assert "recorded in the run history but not in Prefect" in error
+    with RunStore(Settings.from_env({"AUTOFLOW_OUTPUTS_DIR": str(tmp_path / "outputs")}).db_url) as store:
+        (attempt,) = store.history()
+    assert attempt.state == "success" and attempt.flow_run_id is None
+    assert len([line for line in result.stdout.splitlines() if line.startswith("notebook:")]) == 2
