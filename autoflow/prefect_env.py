@@ -165,7 +165,7 @@ def _listening_socket() -> socket.socket:
     return sock  # not inheritable: only the server gets it (pass_fds), not kernels AutoFlow starts
 
 
-def _drain_prefect_workers() -> None:
+def drain_prefect_workers() -> None:
     """Send Prefect's buffered logs and events while the API is still there."""
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
@@ -330,7 +330,7 @@ def prefect_api(log_dir: Path, log_level: str = "INFO", *, wait: bool = True) ->
             finally:
                 # flow runs that started before the server answered: into Prefect before it stops
                 deferred.finish_recording(timeout=5.0 if interrupted else api_start_remaining() + 60.0)
-                _drain_prefect_workers()
+                drain_prefect_workers()
                 if server is not None:
                     os.environ.pop("PREFECT_API_URL", None)
     finally:

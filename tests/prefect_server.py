@@ -29,5 +29,8 @@ def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_HOME: str(home)}):
             yield server.api_url
     finally:
+        from autoflow.prefect_env import drain_prefect_workers
+
+        drain_prefect_workers()  # log lines still queued go now, not at exit to a server that is gone
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
