@@ -31,9 +31,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect.client.schemas.objects import State, StateType
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
-from prefect.states import Completed, Failed, Running
+from prefect.states import Completed, Crashed, Failed, Running
 
 from autoflow.prefect_env import api_ready, api_start_remaining, deferred_run_ended, wait_for_api
 
@@ -80,7 +80,7 @@ class DeferredFlowRun:
     def _run_task(self, future: TaskFuture, task: Any, label: str, name: str, args: tuple[Any, ...]) -> None:
         token = _current.set((self, future.task_run_id))
         self.recorder.put(("task_started", self, future.task_run_id, task, label, name, _now()))
-        state: State = State(type=StateType.CRASHED, name="Crashed", message="interrupted")
+        state: State = Crashed(message="interrupted")
         try:
             value = task.fn(*args)
             state = value if isinstance(value, State) else Completed(data=value)
@@ -118,6 +118,17 @@ class TaskFuture:
 _current: contextvars.ContextVar[tuple[DeferredFlowRun, uuid.UUID | None] | None] = contextvars.ContextVar(
     "autoflow_deferred_run", default=None
 )
+
+
+def call_flow(
+    flow: Any, parameters: Mapping[str, Any], *, name: str | None, max_workers: int, on_recorded: Callable[[str], None] | None = None
+) -> State:
+    """``flow(**parameters, return_state=True)``, by Prefect's engine once the Prefect API
+    answers; before (a one-off's temporary server still starting), by :func:`run_flow`."""
+    if api_ready():
+        state: State = flow(**parameters, return_state=True)
+        return state
+    return run_flow(flow, parameters, name=name, max_workers=max_workers, on_recorded=on_recorded)
 
 
 def needed() -> bool:
@@ -172,7 +183,7 @@ def run_flow(
         log.exception("flow run %s crashed", name or flow.name)
         state = Failed(message=f"Flow run encountered an exception: {type(exc).__name__}: {exc}")
     except BaseException as exc:  # interrupted (Ctrl-C, SIGTERM): Prefect would call it crashed
-        state = State(type=StateType.CRASHED, name="Crashed", message=f"interrupted: {type(exc).__name__}")
+        state = Crashed(message=f"interrupted: {type(exc).__name__}")
         raise
     finally:
         run.close()

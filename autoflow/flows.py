@@ -235,9 +235,13 @@ def report_task(
 # -- the flow ---------------------------------------------------------------------------------
 
 
+def flow_run_name(parameters: Mapping[str, Any]) -> str:
+    """A ``workflow-run`` flow run's name, from its parameters: ``<workflow>-<reference date>``."""
+    return f"{parameters['workflow']}-{parameters['reference_date']}"
+
+
 def _flow_run_name() -> str:
-    params = get_run_context().flow_run.parameters  # type: ignore[union-attr]
-    return f"{params['workflow']}-{params['reference_date']}"
+    return flow_run_name(get_run_context().flow_run.parameters)  # type: ignore[union-attr]
 
 
 def _settings(inputs_dir: str | None, outputs_dir: str | None, lease_seconds: float | None = None) -> Settings:

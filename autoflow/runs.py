@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from autoflow import deferred
 from autoflow import runtime as runtimes
 from autoflow.errors import AutoFlowError
-from autoflow.flows import RunOutcome, RunRequest, workflow_run_with_runner
+from autoflow.flows import RunOutcome, RunRequest, flow_run_name, workflow_run_with_runner
 from autoflow.lease import LeaseTracker
 from autoflow.notebooks.kernel_pool import close_kernel_pool
 from autoflow.planning import DueRun
@@ -105,15 +105,10 @@ class Launcher:
         problem: str | None
         parameters = {**request.flow_parameters(), "inputs_dir": str(self.settings.inputs_dir), "outputs_dir": str(self.settings.outputs_dir)}
         try:
-            state: Any
-            if deferred.needed():  # a one-off's temporary Prefect server does not answer yet: no waiting for it
-                state = deferred.run_flow(
-                    self._flow, parameters, name=f"{run.workflow}-{run.reference_date.isoformat()}",
-                    max_workers=self.settings.max_parallel_notebooks,
-                    on_recorded=lambda flow_run_id: self.store.set_flow_run_id(attempt.id, flow_run_id),
-                )  # fmt: skip
-            else:
-                state = self._flow(**parameters, return_state=True)
+            state: Any = deferred.call_flow(
+                self._flow, parameters, name=flow_run_name(parameters), max_workers=self.settings.max_parallel_notebooks,
+                on_recorded=lambda flow_run_id: self.store.set_flow_run_id(attempt.id, flow_run_id),
+            )  # fmt: skip
             problem = state.message
         except Exception as exc:  # the flow machinery itself failed
             problem = f"{type(exc).__name__}: {exc}"
@@ -127,7 +122,7 @@ class Launcher:
             "lease_seconds": self.settings.run_lease_seconds,  # the service's: it judges the heartbeats
         }  # fmt: skip
         try:
-            flow_run_id = self.pool.submit(attempt, parameters, f"{run.workflow}-{run.reference_date.isoformat()}")
+            flow_run_id = self.pool.submit(attempt, parameters, flow_run_name(parameters))
         except AutoFlowError as exc:
             log.error("run %s: failed: %s", label, exc)
             # only while no worker has taken it: a flow run created before the error may be running it

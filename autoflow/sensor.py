@@ -255,9 +255,7 @@ def run_tick(sensor: Sensor) -> TickResult:
     def body() -> object:
         token = _tick_job.set((sensor, results))
         try:
-            if deferred.needed():  # a one-off's temporary Prefect server does not answer yet: no waiting for it
-                return deferred.run_flow(_sensor_tick_flow, {}, name=None, max_workers=1)
-            return _sensor_tick_flow(return_state=True)
+            return deferred.call_flow(_sensor_tick_flow, {}, name=None, max_workers=1)
         finally:
             _tick_job.reset(token)
 
